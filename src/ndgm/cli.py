@@ -1,0 +1,191 @@
+"""The ``ndgm`` command line.
+
+    ndgm run EXPERIMENT [--param VALUE ...] [--quick] [--out DIR]
+    ndgm list [--out DIR]
+    ndgm show RUN [--out DIR] [--plot]
+    ndgm reproduce [--quick | --full] [--only PATTERN] [--out DIR]
+
+Bad input prints one line, ``ndgm: error: ...``, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import NdgmError
+from .experiments import EXPERIMENTS, get_experiment
+from .report.claims import claims_markdown, claims_table
+from .store import DEFAULT_ROOT, RunStore, ensure_writable, write_json
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise NdgmError(message)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ndgm", description="What gradient methods do on non-differentiable losses: "
+                "run the papers' experiments, check their claims, store and show the results.")
+    p.add_argument("--version", action="version", version=f"ndgm {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one experiment and store it", description="Run one experiment "
+                         "and store it as a folder under --out. 'ndgm run EXPERIMENT --help' lists its parameters.")
+    run_sub = run.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=_Parser)
+    for e in EXPERIMENTS.values():
+        ep = run_sub.add_parser(e.name, help=e.title, description=f"{e.title} ({e.source}).")
+        for prm in e.all_params():
+            if prm.kind == "bool":
+                ep.add_argument(_flag(prm.name), dest=prm.name, default=None, metavar="BOOL",
+                                help=f"{prm.help} (default: {prm.default})")
+            else:
+                ep.add_argument(_flag(prm.name), dest=prm.name, default=None, metavar=prm.name.upper(),
+                                help=f"{prm.help} (default: {prm.default}"
+                                + (f"; quick: {prm.quick}" if prm.quick is not None else "") + ")")
+        _common_run_flags(ep)
+
+    lst = sub.add_parser("list", help="list experiments and stored runs")
+    lst.add_argument("--out", default=str(DEFAULT_ROOT), help="run store directory (default: %(default)s)")
+
+    show = sub.add_parser("show", help="show a stored run's summary and claim verdicts")
+    show.add_argument("run", metavar="RUN", help="run id, unique id prefix, or path to a run folder")
+    show.add_argument("--out", default=str(DEFAULT_ROOT), help="run store directory (default: %(default)s)")
+    show.add_argument("--plot", action="store_true", help="rebuild the run's figures from its stored arrays")
+    show.add_argument("--json", action="store_true", help="print result.json instead of a table")
+
+    rep = sub.add_parser("reproduce", help="run every experiment and print the claims table")
+    mode = rep.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", default=True, help="CPU defaults, minutes (default)")
+    mode.add_argument("--full", action="store_true", help="paper sizes")
+    rep.add_argument("--only", default="*", metavar="PATTERN", help="glob over experiment names (default: all)")
+    rep.add_argument("--out", default="runs/reproduce", help="output directory (default: %(default)s)")
+    rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def _common_run_flags(ep: argparse.ArgumentParser) -> None:
+    ep.add_argument("--out", default=str(DEFAULT_ROOT), help="run store directory (default: %(default)s)")
+    ep.add_argument("--quick", action="store_true", help="use the quick (CPU, small) defaults")
+    ep.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _run_one(exp, config: dict, store: RunStore, progress: bool):
+    started = time.time()
+    result = exp.run(config, progress=progress)
+    path = store.save(result, exp, started=started)
+    return result, path
+
+
+def _claim_dicts(experiment: str, claims) -> list[dict]:
+    return [{"experiment": experiment} | (c if isinstance(c, dict) else c.as_dict()) for c in claims]
+
+
+def cmd_run(args) -> int:
+    if not args.experiment:
+        raise NdgmError("which experiment? choose one of " + ", ".join(EXPERIMENTS))
+    exp = get_experiment(args.experiment)
+    given = {p.name: getattr(args, p.name) for p in exp.all_params() if getattr(args, p.name, None) is not None}
+    config = exp.config(quick=args.quick, **given)
+    store = RunStore(ensure_writable(Path(args.out)))
+    result, path = _run_one(exp, config, store, progress=not args.no_progress)
+    print(f"run stored in {path}")
+    print(claims_table(_claim_dicts(exp.name, result.claims)))
+    return 0
+
+
+def cmd_list(args) -> int:
+    print("experiments:")
+    for e in EXPERIMENTS.values():
+        print(f"  {e.name:<16} {e.title}  [{e.source}]")
+    runs = RunStore(args.out).runs()
+    print(f"\nruns under {args.out}: {len(runs)}")
+    for r in runs:
+        claims = r.result.get("claims", [])
+        ok = sum(c.get("passed") is True for c in claims)
+        print(f"  {r.run_id:<48} {r.config.get('finished', ''):<20} claims {ok}/{len(claims)} reproduced")
+    return 0
+
+
+def cmd_show(args) -> int:
+    store = RunStore(args.out)
+    run = store.load(args.run)
+    if args.json:
+        print(json.dumps(run.result, indent=2))
+        return 0
+    print(f"run:        {run.run_id}  ({run.path})")
+    print(f"experiment: {run.experiment}")
+    print("config:     " + ", ".join(f"{k}={v}" for k, v in run.config.get("config", {}).items()))
+    v = run.config.get("versions", {})
+    print(f"versions:   ndgm {v.get('ndgm')}, torch {v.get('torch')}, numpy {v.get('numpy')}")
+    print("summary:")
+    for k, val in run.result.get("summary", {}).items():
+        print(f"  {k}: {val}")
+    print(claims_table(_claim_dicts(run.experiment, run.result.get("claims", []))))
+    if args.plot:
+        exp = get_experiment(run.experiment)
+        paths = exp.plot(run.arrays(), run.result.get("summary", {}), run.config.get("config", {}), run.path)
+        for p in paths:
+            print(f"figure: {p}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    out = ensure_writable(Path(args.out))
+    quick = not args.full
+    names = [n for n in EXPERIMENTS if fnmatch.fnmatch(n, args.only)]
+    if not names:
+        raise NdgmError(f"--only {args.only!r} matches no experiment; known: {', '.join(EXPERIMENTS)}")
+    store = RunStore(out / "runs")
+    ledger = []
+    for name in names:
+        exp = get_experiment(name)
+        config = exp.config(quick=quick)
+        print(f"[{name}] running ({'quick' if quick else 'full'}) ...", file=sys.stderr, flush=True)
+        t0 = time.time()
+        result, path = _run_one(exp, config, store, progress=not args.no_progress)
+        print(f"[{name}] done in {time.time() - t0:.1f}s -> {path}", file=sys.stderr, flush=True)
+        for c in _claim_dicts(name, result.claims):
+            ledger.append(c | {"run": str(path)})
+    write_json(out / "claims.json", ledger)
+    (out / "claims.md").write_text("# Claims ledger\n\n" + claims_markdown(ledger) + "\n")
+    print(claims_table(ledger))
+    failed = sum(c["passed"] is False for c in ledger)
+    ok = sum(c["passed"] is True for c in ledger)
+    print(f"\n{ok} reproduced, {failed} differ, {len(ledger) - ok - failed} not run; "
+          f"ledger in {out / 'claims.md'} and {out / 'claims.json'}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "reproduce": cmd_reproduce}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command](args)
+    except NdgmError as e:
+        print(f"ndgm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ndgm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Experiments: one module per paper figure or claim, each exposing ``EXPERIMENT``."""
+
+from __future__ import annotations
+
+from ..errors import NdgmError
+from .base import Claim, Experiment, Param, Result
+from .capture import EXPERIMENT as _capture
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture,)}
+
+
+def get_experiment(name: str) -> Experiment:
+    """Look an experiment up by name; an unknown name is an `NdgmError` listing the known ones."""
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise NdgmError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}") from None
+
+
+__all__ = ["EXPERIMENTS", "get_experiment", "Experiment", "Param", "Claim", "Result"]

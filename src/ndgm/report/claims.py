@@ -1,0 +1,46 @@
+"""Claims tables: plain text for the terminal, Markdown for pasting."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        # Large values keep every digit: the claims compare bit patterns like 4461.786221675728.
+        return repr(v) if (abs(v) >= 1e3 or (v != 0 and abs(v) < 1e-3)) else f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def _verdict(c: dict) -> str:
+    return {True: "reproduced", False: "DIFFERS", None: "not run"}[c.get("passed")]
+
+
+def _rows(claims: Iterable[dict]) -> list[list[str]]:
+    return [[c.get("experiment", ""), c["claim"], c.get("source", ""), _fmt(c["expected"]), _fmt(c["measured"]), _verdict(c)]
+            for c in claims]
+
+
+HEADER = ["experiment", "claim", "source", "expected", "measured", "verdict"]
+
+
+def claims_table(claims: Iterable[dict]) -> str:
+    """Fixed-width text table of claim dicts (``claim, source, expected, measured, passed``)."""
+    rows = _rows(claims)
+    widths = [min(max(len(r[i]) for r in rows + [HEADER]), 60) for i in range(len(HEADER))]
+
+    def line(r):
+        return "  ".join((x if len(x) <= w else x[: w - 1] + "…").ljust(w) for x, w in zip(r, widths)).rstrip()
+
+    return "\n".join([line(HEADER), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def claims_markdown(claims: Iterable[dict]) -> str:
+    """Markdown table of claim dicts."""
+    rows = _rows(claims)
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(esc(x) for x in r) + " |" for r in rows]
+    return "\n".join(out)

@@ -1,0 +1,202 @@
+"""The run store: every run is a folder, written atomically.
+
+Layout of ``<root>/<run-id>/``:
+
+* ``config.json`` -- every parameter, the experiment name, the run id, the config hash,
+  package / torch / numpy / python versions, start and end times;
+* ``metrics.npz`` -- the arrays the run recorded;
+* ``result.json`` -- the summary numbers and the claims (claim, expected, measured, verdict);
+* ``*.png`` -- figures, rebuilt at any time from ``metrics.npz``.
+
+The folder is assembled under a hidden temporary name in the same directory and renamed
+into place once complete, so a crash leaves no half-written run and a finished run is
+never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NdgmError
+
+__all__ = ["RunStore", "StoredRun", "config_hash", "ensure_writable", "versions", "DEFAULT_ROOT"]
+
+DEFAULT_ROOT = Path(os.environ.get("NDGM_RUNS", "runs"))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        if v != v or v in (float("inf"), float("-inf")):
+            return repr(v)  # JSON has no NaN/inf; keep them readable
+        return v
+    return x
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def config_hash(experiment: str, config: dict) -> str:
+    """Stable hash of an experiment name and its config (device excluded: same numbers)."""
+    key = {k: v for k, v in config.items() if k != "device"}
+    blob = json.dumps({"experiment": experiment, "config": _jsonable(key)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def versions() -> dict:
+    import torch
+
+    from . import __version__
+
+    return {
+        "ndgm": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def ensure_writable(root: Path) -> Path:
+    """Create ``root`` if needed and check that files can be written there."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise NdgmError(f"output directory {str(root)!r} is not writable ({e.strerror or e})") from None
+    return root
+
+
+@dataclass
+class StoredRun:
+    """A run read back from disk."""
+
+    path: Path
+    config: dict
+    result: dict
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def experiment(self) -> str:
+        return self.config.get("experiment", "?")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / "metrics.npz", allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+class RunStore:
+    """Runs under one root directory."""
+
+    def __init__(self, root: Path | str = DEFAULT_ROOT):
+        self.root = Path(root)
+
+    def save(self, result, experiment=None, started: float | None = None) -> Path:
+        """Write ``result`` (and ``experiment``'s figures) as a new run folder; return its path."""
+        ensure_writable(self.root)
+        h = config_hash(result.experiment, result.config)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_id = f"{result.experiment}-{stamp}-{h[:8]}"
+        final = self.root / run_id
+        n = 1
+        while final.exists():
+            n += 1
+            final = self.root / f"{run_id}-{n}"
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{run_id}-"))
+        try:
+            config = {
+                "experiment": result.experiment,
+                "run_id": final.name,
+                "config_hash": h,
+                "config": result.config,
+                "versions": versions(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started or time.time())),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            write_json(tmp / "config.json", config)
+            np.savez_compressed(tmp / "metrics.npz", **result.arrays)
+            write_json(tmp / "result.json", {
+                "experiment": result.experiment,
+                "summary": result.summary,
+                "claims": [c.as_dict() | {"verdict": c.verdict} for c in result.claims],
+                "passed": result.passed,
+            })
+            figures = []
+            if experiment is not None:
+                figures = [p.name for p in experiment.plot(result.arrays, result.summary, result.config, tmp)]
+            (tmp / "figures.json").write_text(json.dumps(figures) + "\n")
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+    def runs(self) -> list[StoredRun]:
+        """Finished runs, oldest first."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith(".") or not (p / "result.json").is_file():
+                continue
+            try:
+                out.append(self._read(p))
+            except (OSError, ValueError):
+                continue
+        out.sort(key=lambda r: (r.config.get("finished", ""), r.run_id))
+        return out
+
+    def find(self, experiment: str, config: dict) -> StoredRun | None:
+        """A finished run with exactly this experiment and config, if any."""
+        h = config_hash(experiment, config)
+        for r in self.runs():
+            if r.config.get("config_hash") == h:
+                return r
+        return None
+
+    def load(self, run: str | Path) -> StoredRun:
+        """Load a run by path, by id under the root, or by a unique id prefix."""
+        p = Path(run)
+        if (p / "result.json").is_file():
+            return self._read(p)
+        q = self.root / str(run)
+        if (q / "result.json").is_file():
+            return self._read(q)
+        matches = [r for r in self.runs() if r.run_id.startswith(str(run))]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise NdgmError(f"run {run!r} is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
+        raise NdgmError(f"no run {run!r} under {str(self.root)!r} (see 'ndgm list')")
+
+    @staticmethod
+    def _read(path: Path) -> StoredRun:
+        return StoredRun(path, json.loads((path / "config.json").read_text()), json.loads((path / "result.json").read_text()))

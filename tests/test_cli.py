@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ndgm.cli import main
+from ndgm.store import RunStore
+
+SMALL = ["--iterations", "50", "--n", "40", "--d", "6", "--quad-iterations", "30", "--no-progress"]
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "capture", "--lr", "-1"], "--lr must be a finite number > 0"),
+    (["run", "capture", "--lr", "0"], "--lr must be a finite number > 0"),
+    (["run", "capture", "--iterations", "2.5"], "--iterations must be an integer"),
+    (["run", "capture", "--iterations", "ten"], "--iterations must be an integer"),
+    (["run", "nope"], "nope"),
+    (["run", "capture", "--dtype", "float16"], "unknown dtype 'float16'"),
+    (["run", "capture", "--device", "tpu"], "unknown device 'tpu'"),
+    (["run", "capture", "--decay", "1.5"], "--decay must be < 1"),
+    (["show", "no-such-run"], "no run 'no-such-run'"),
+    (["reproduce", "--only", "zzz*"], "matches no experiment"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    rc = main(argv + (["--out", str(tmp_path)] if argv[0] != "reproduce" else ["--out", str(tmp_path / "r")]))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("ndgm: error: ") and needle in err
+    assert not any(p.name.startswith("capture") for p in tmp_path.iterdir())
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    if os.geteuid() == 0:
+        target = "/proc/ndgm-cannot-write-here"  # root ignores file modes; /proc refuses anyone
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = str(locked / "runs")
+    rc = main(["run", "capture", *SMALL, "--out", target])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not writable" in err and err.count("\n") == 1
+
+
+def test_cli_process_exit_code_and_no_traceback():
+    p = subprocess.run([sys.executable, "-m", "ndgm", "run", "capture", "--lr", "-1"], capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.strip().startswith("ndgm: error:")
+
+
+def test_help_lists_experiment_parameters():
+    p = subprocess.run([sys.executable, "-m", "ndgm", "run", "capture", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0
+    for flag in ("--iterations", "--lr", "--l1", "--l2", "--seed", "--dtype", "--device", "--out"):
+        assert flag in p.stdout
+
+
+def test_run_writes_a_complete_folder_then_list_and_show(tmp_path, capsys):
+    assert main(["run", "capture", *SMALL, "--l2", "0.01", "--out", str(tmp_path)]) == 0
+    runs = RunStore(tmp_path).runs()
+    assert len(runs) == 1
+    run = runs[0]
+    names = {p.name for p in run.path.iterdir()}
+    assert {"config.json", "metrics.npz", "result.json", "capture.png", "quadratic_contrast.png"} <= names
+    cfg = json.loads((run.path / "config.json").read_text())
+    assert cfg["config"]["l2"] == 0.01 and cfg["config"]["iterations"] == 50
+    assert cfg["versions"]["torch"].startswith("2.13.0") and "ndgm" in cfg["versions"]
+    res = json.loads((run.path / "result.json").read_text())
+    assert all({"claim", "expected", "measured", "passed", "verdict"} <= set(c) for c in res["claims"])
+    arrays = run.arrays()
+    assert arrays["loss"].shape == (50,) and np.isfinite(arrays["loss"]).all()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+    capsys.readouterr()
+
+    assert main(["list", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "capture" in out and run.run_id in out
+    (run.path / "capture.png").unlink()
+    assert main(["show", run.run_id[:20], "--out", str(tmp_path), "--plot"]) == 0
+    out = capsys.readouterr().out
+    assert "claim" in out and "l2=0.01" in out and (run.path / "capture.png").is_file()
+
+
+def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
+    from ndgm.experiments.capture import EXPERIMENT
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(EXPERIMENT, "plot", boom)
+    with pytest.raises(RuntimeError):
+        main(["run", "capture", *SMALL, "--out", str(tmp_path)])
+    assert list(p for p in tmp_path.iterdir() if not p.name.startswith(".probe")) == []
