@@ -4,6 +4,8 @@
     ndgm list [--out DIR]
     ndgm show RUN [--out DIR] [--plot]
     ndgm reproduce [--quick | --full] [--only PATTERN] [--out DIR]
+    ndgm sweep EXPERIMENT --grid lr=0.001,0.01 --grid l1=1e-3:1:7:log --seeds 5 [--scheduler tcp://host:port]
+    ndgm compare RUN RUN ...
 
 Bad input prints one line, ``ndgm: error: ...``, and exits with code 2.
 """
@@ -21,6 +23,7 @@ from . import __version__
 from .errors import NdgmError
 from .experiments import EXPERIMENTS, get_experiment
 from .report.claims import claims_markdown, claims_table
+from .report.html import write_report
 from .store import DEFAULT_ROOT, RunStore, ensure_writable, write_json
 
 
@@ -71,7 +74,28 @@ def _build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--full", action="store_true", help="paper sizes")
     rep.add_argument("--only", default="*", metavar="PATTERN", help="glob over experiment names (default: all)")
     rep.add_argument("--out", default="runs/reproduce", help="output directory (default: %(default)s)")
+    rep.add_argument("--data-dir", default=None, help="CIFAR-10 python batches, for experiments that take one")
+    rep.add_argument("--weights", default=None, help="torchvision VGG16 state dict, for experiments that take one")
     rep.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    sw = sub.add_parser("sweep", help="run an experiment over a grid of parameters",
+                        description="Expand a grid, skip configurations already finished in the run store, run the "
+                        "rest in parallel processes (or on a Dask cluster) and write one table of every run's summary.")
+    sw.add_argument("experiment", metavar="EXPERIMENT")
+    sw.add_argument("--grid", action="append", default=[], metavar="NAME=VALUES",
+                    help="values: a,b,c or start:stop:num[:log|lin]; repeat for more parameters")
+    sw.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fixed parameter value")
+    sw.add_argument("--seeds", type=int, default=None, help="number of seeds per grid point (seed, seed+1, ...)")
+    sw.add_argument("--quick", action="store_true", help="start from the quick defaults")
+    sw.add_argument("--out", default="runs/sweeps", help="sweep directory: runs and table (default: %(default)s)")
+    sw.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
+    sw.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU count)")
+    sw.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    cmp_ = sub.add_parser("compare", help="overlay stored runs of one experiment in one figure")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN")
+    cmp_.add_argument("--out", default=str(DEFAULT_ROOT), help="run store directory (default: %(default)s)")
+    cmp_.add_argument("--output", default=None, help="figure path (default: compare-EXPERIMENT.png)")
     return p
 
 
@@ -148,19 +172,24 @@ def cmd_reproduce(args) -> int:
     if not names:
         raise NdgmError(f"--only {args.only!r} matches no experiment; known: {', '.join(EXPERIMENTS)}")
     store = RunStore(out / "runs")
-    ledger = []
+    ledger, runs = [], []
+    extra = {"data_dir": args.data_dir, "weights": args.weights}
     for name in names:
         exp = get_experiment(name)
-        config = exp.config(quick=quick)
+        known = {p.name for p in exp.all_params()}
+        config = exp.config(quick=quick, **{k: v for k, v in extra.items() if v is not None and k in known})
         print(f"[{name}] running ({'quick' if quick else 'full'}) ...", file=sys.stderr, flush=True)
         t0 = time.time()
         result, path = _run_one(exp, config, store, progress=not args.no_progress)
         print(f"[{name}] done in {time.time() - t0:.1f}s -> {path}", file=sys.stderr, flush=True)
+        runs.append(store.load(path))
         for c in _claim_dicts(name, result.claims):
-            ledger.append(c | {"run": str(path)})
+            ledger.append(_with_difference(c) | {"run": str(path)})
     write_json(out / "claims.json", ledger)
     (out / "claims.md").write_text("# Claims ledger\n\n" + claims_markdown(ledger) + "\n")
+    report = write_report(out / "report.html", runs, ledger)
     print(claims_table(ledger))
+    print(f"report: {report}")
     failed = sum(c["passed"] is False for c in ledger)
     ok = sum(c["passed"] is True for c in ledger)
     print(f"\n{ok} reproduced, {failed} differ, {len(ledger) - ok - failed} not run; "
@@ -168,7 +197,63 @@ def cmd_reproduce(args) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "reproduce": cmd_reproduce}
+def _with_difference(c: dict) -> dict:
+    """Add ``difference = measured - expected`` where both are numbers (for 'differs' rows)."""
+    e, m = c.get("expected"), c.get("measured")
+    if isinstance(e, (int, float)) and isinstance(m, (int, float)) and not isinstance(e, bool) and not isinstance(m, bool):
+        return c | {"difference": float(m) - float(e)}
+    return c
+
+
+def _kv(items: list[str], flag: str) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise NdgmError(f"{flag} {item!r}: expected NAME=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import expand, parse_grid, plan_sweep, run_sweep, sweep_table, write_table
+
+    exp = get_experiment(args.experiment)
+    grid = parse_grid(args.grid)
+    configs = expand(exp.name, grid, seeds=args.seeds, quick=args.quick, fixed=_kv(args.set, "--set"))
+    if args.workers is not None and args.workers < 1:
+        raise NdgmError(f"--workers must be >= 1, got {args.workers}")
+    out = ensure_writable(Path(args.out))
+    store = RunStore(out / "runs")
+    plan = plan_sweep(exp.name, configs, store)
+    print(f"sweep {exp.name}: {len(configs)} configurations, {len(plan.finished)} already finished, "
+          f"{len(plan.todo)} to run" + (f" on {args.scheduler}" if args.scheduler else ""), file=sys.stderr, flush=True)
+    run_sweep(plan, store, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress)
+    table = sweep_table(exp.name, configs, store)
+    csv, pq = write_table(table, out, stem=f"sweep-{exp.name}")
+    print(f"{len(table)} runs tabulated in {csv} and {pq}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .report.plots import plot_compare
+
+    store = RunStore(args.out)
+    runs = [store.load(r) for r in args.runs]
+    kinds = sorted({r.experiment for r in runs})
+    if len(kinds) != 1:
+        raise NdgmError(f"compare needs runs of one experiment, got {', '.join(kinds)}")
+    path = Path(args.output or f"compare-{kinds[0]}.png")
+    try:
+        plot_compare(runs, path)
+    except OSError as e:
+        raise NdgmError(f"cannot write {str(path)!r} ({e.strerror or e})") from None
+    print(f"figure: {path}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "reproduce": cmd_reproduce,
+            "sweep": cmd_sweep, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

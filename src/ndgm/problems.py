@@ -152,6 +152,7 @@ class ReLURegression(Problem):
         self.l1 = l1
         self.l2 = l2
         self.dim = X.shape[1]
+        self._Xt: Tensor | None = None  # X^T, made once for the batched path
         # The loss is a quadratic composed with a kink: no global Lipschitz or smoothness constant.
         self.lipschitz = None
         self.smoothness = None
@@ -166,21 +167,39 @@ class ReLURegression(Problem):
         return (out - self.y).pow(2).sum(0) + self._penalty(W)
 
     def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
-        """Closed form that reproduces autograd's bits (order of operations included).
+        """Closed form of autograd's gradient.
 
-        ``g = (X^T [2 (relu(Xw) - y) * 1{Xw > 0}])^T + 2 l2 w + l1 sgn(w)``
+        ``g = X^T [2 (relu(Xw) - y) * 1{Xw > 0}] + 2 l2 w + l1 sgn(w)``
+
+        One configuration (``K = 1``) runs the very kernels ``nn.Linear`` + autograd run, in
+        the same order, so a single run is bit-identical to a plain PyTorch loop (the capture
+        protocol's printed number depends on the last bit). A batch runs row-major GEMMs
+        (``W X^T`` and ``G X``), about twice as fast as ``F.linear`` on a ``(K, d)`` weight;
+        its results agree with the single-run kernels to rounding.
         """
-        out = torch.relu(F.linear(self.X, W))
-        resid = out - self.y
-        value = resid.pow(2).sum(0) + self._penalty(W)
-        grad_out = torch.where(out > 0, 2 * resid, torch.zeros((), dtype=W.dtype, device=W.device))
-        grad = self.X.t().mm(grad_out).t()
         l1 = _col(_per_config(self.l1, W))
         l2 = _col(_per_config(self.l2, W))
+        zero = torch.zeros((), dtype=W.dtype, device=W.device)
+        if W.shape[0] == 1:
+            out = torch.relu(F.linear(self.X, W))  # (n, 1)
+            resid = out - self.y
+            value = resid.pow(2).sum(0) + self._penalty(W)
+            grad = self.X.t().mm(torch.where(out > 0, 2 * resid, zero)).t()
+        else:
+            out = torch.relu(W @ self._xt())  # (K, n)
+            resid = out - self._yt
+            value = resid.pow(2).sum(-1) + self._penalty(W)
+            grad = torch.where(out > 0, 2 * resid, zero) @ self.X
         penalty_grad = l1 * W.sgn()
         if not (isinstance(self.l2, (int, float)) and self.l2 == 0):
             penalty_grad = penalty_grad + l2 * (2 * W)
         return value, grad + penalty_grad
+
+    def _xt(self) -> Tensor:
+        if self._Xt is None:
+            self._Xt = self.X.t().contiguous()
+            self._yt = self.y.reshape(1, -1)
+        return self._Xt
 
     def minimiser(self) -> Tensor | None:
         if bool((self.y <= 0).all()):

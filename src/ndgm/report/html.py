@@ -1,0 +1,138 @@
+"""The self-contained HTML report: the claims ledger first, then a section per experiment.
+
+Everything is rebuilt from run folders (``config.json``, ``result.json``, figures); the
+figures are embedded as base64 PNGs so the single file can be mailed or archived.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+from ..store import StoredRun
+from .claims import _fmt
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} .meta{color:#666;font-size:.9em}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em;width:100%}
+th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
+th{background:#f4f4f4} td.num{font-family:ui-monospace,Menlo,monospace;max-width:24em;overflow-wrap:anywhere}
+.reproduced{background:#e6f4ea;color:#137333;font-weight:600}
+.differs{background:#fce8e6;color:#a50e0e;font-weight:600}
+.notrun{background:#f1f3f4;color:#5f6368}
+section{border-top:2px solid #eee;margin-top:2em;padding-top:.5em}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
+pre.doc{white-space:pre-wrap;background:#fafafa;border-left:3px solid #ccc;padding:.6em;font-size:.9em}
+details summary{cursor:pointer;color:#444}
+"""
+
+CHECK_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-figures-loaded', ok + '/' + imgs.length);
+  document.body.setAttribute('data-ledger-rows', document.querySelectorAll('#ledger tbody tr').length);
+});
+"""
+
+
+def _verdict_cell(passed) -> str:
+    cls, text = {True: ("reproduced", "reproduced"), False: ("differs", "differs"), None: ("notrun", "not run")}[passed]
+    return f'<td class="{cls}">{text}</td>'
+
+
+def _claims_rows(claims: Iterable[dict], with_experiment: bool) -> str:
+    rows = []
+    for c in claims:
+        cells = []
+        if with_experiment:
+            cells.append(f'<td><a href="#{html.escape(c.get("experiment", ""))}">{html.escape(c.get("experiment", ""))}</a></td>')
+        cells += [f"<td>{html.escape(c['claim'])}</td>", f"<td>{html.escape(c.get('source', ''))}</td>",
+                  f'<td class="num">{html.escape(_fmt(c["expected"]))}</td>',
+                  f'<td class="num">{html.escape(_fmt(c["measured"]))}</td>', _verdict_cell(c.get("passed")),
+                  f"<td>{html.escape(str(c.get('detail', '') or ''))}</td>"]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(rows)
+
+
+def _claims_table(claims: list[dict], with_experiment: bool, table_id: str = "") -> str:
+    head = (["experiment"] if with_experiment else []) + ["claim", "source", "paper / expected", "measured", "verdict", "detail"]
+    ident = f' id="{table_id}"' if table_id else ""
+    return (f"<table{ident}><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+            + _claims_rows(claims, with_experiment) + "</tbody></table>")
+
+
+def _scalars(summary: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            out += _scalars(v, f"{prefix}{k}.")
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out.append((prefix + k, v))
+        elif isinstance(v, list) and len(v) <= 8 and all(isinstance(x, (int, float, str, bool)) for x in v):
+            out.append((prefix + k, v))
+    return out
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
+
+
+def _section(run: StoredRun) -> str:
+    from ..experiments import EXPERIMENTS
+
+    exp = EXPERIMENTS.get(run.experiment)
+    title = exp.title if exp else run.experiment
+    source = exp.source if exp else ""
+    doc = (sys.modules[type(exp).__module__].__doc__ or "").strip() if exp else ""
+    cfg = run.config.get("config", {})
+    claims = run.result.get("claims", [])
+    figs = json.loads((run.path / "figures.json").read_text()) if (run.path / "figures.json").is_file() else []
+    figs = [run.path / f for f in figs if (run.path / f).is_file()]
+    numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{html.escape(_fmt(v))}</td></tr>' for k, v in _scalars(run.result.get("summary", {})))
+    return f"""
+<section id="{html.escape(run.experiment)}">
+<h2>{html.escape(title)} <small class="meta">({html.escape(run.experiment)}; {html.escape(source)})</small></h2>
+<h3>What the paper claims, and how it is checked</h3>
+<pre class="doc">{html.escape(doc)}</pre>
+<h3>What ran</h3>
+<p class="meta">run <code>{html.escape(run.run_id)}</code>, finished {html.escape(run.config.get('finished', ''))};
+torch {html.escape(str(run.config.get('versions', {}).get('torch')))}</p>
+<p>{html.escape(', '.join(f'{k}={v}' for k, v in cfg.items()))}</p>
+<h3>Claims</h3>
+{_claims_table([dict(c, experiment=run.experiment) for c in claims], with_experiment=False)}
+<h3>Figures</h3>
+{''.join(_img(f) for f in figs) or '<p class="meta">no figures</p>'}
+<details><summary>Numbers ({len(numbers) and numbers.count('<tr>')} values)</summary><table><tbody>{numbers}</tbody></table></details>
+</section>"""
+
+
+def write_report(path: Path, runs: list[StoredRun], ledger: list[dict], title: str = "ndgm reproduction report") -> Path:
+    """Write the self-contained ``report.html`` for ``runs`` with ``ledger`` on top."""
+    n_ok = sum(c.get("passed") is True for c in ledger)
+    n_bad = sum(c.get("passed") is False for c in ledger)
+    n_na = len(ledger) - n_ok - n_bad
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style><script>{CHECK_SCRIPT}</script></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="meta">generated {time.strftime('%Y-%m-%d %H:%M:%S')}; {len(runs)} experiment runs;
+<b>{n_ok}</b> claims reproduced, <b>{n_bad}</b> differ, <b>{n_na}</b> not run here.</p>
+<h2>Claims ledger</h2>
+{_claims_table(ledger, with_experiment=True, table_id="ledger")}
+{''.join(_section(r) for r in runs)}
+</body></html>
+"""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(path)
+    return path
