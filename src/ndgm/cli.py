@@ -133,12 +133,13 @@ def cmd_list(args) -> int:
     print("experiments:")
     for e in EXPERIMENTS.values():
         print(f"  {e.name:<16} {e.title}  [{e.source}]")
-    runs = RunStore(args.out).runs()
+    runs = RunStore(args.out).runs(recursive=True)
     print(f"\nruns under {args.out}: {len(runs)}")
     for r in runs:
         claims = r.result.get("claims", [])
         ok = sum(c.get("passed") is True for c in claims)
-        print(f"  {r.run_id:<48} {r.config.get('finished', ''):<20} claims {ok}/{len(claims)} reproduced")
+        where = str(r.path.parent.relative_to(args.out)) if r.path.parent != Path(args.out) else "."
+        print(f"  {r.run_id:<48} {r.config.get('finished', ''):<20} claims {ok}/{len(claims)} reproduced  [{where}]")
     return 0
 
 

@@ -159,13 +159,16 @@ class RunStore:
             raise
         return final
 
-    def runs(self) -> list[StoredRun]:
-        """Finished runs, oldest first."""
+    def runs(self, recursive: bool = False) -> list[StoredRun]:
+        """Finished runs, oldest first; ``recursive`` also looks up to three folders down
+        (``runs/reproduce/runs/...``, ``runs/sweeps/runs/...``)."""
         if not self.root.is_dir():
             return []
+        patterns = ["*/result.json"] + (["*/*/result.json", "*/*/*/result.json", "*/*/*/*/result.json"] if recursive else [])
+        folders = sorted({f.parent for pat in patterns for f in self.root.glob(pat)})
         out = []
-        for p in sorted(self.root.iterdir()):
-            if p.name.startswith(".") or not (p / "result.json").is_file():
+        for p in folders:
+            if any(part.startswith(".") for part in p.relative_to(self.root).parts):
                 continue
             try:
                 out.append(self._read(p))
@@ -190,7 +193,7 @@ class RunStore:
         q = self.root / str(run)
         if (q / "result.json").is_file():
             return self._read(q)
-        matches = [r for r in self.runs() if r.run_id.startswith(str(run))]
+        matches = [r for r in self.runs(recursive=True) if r.run_id.startswith(str(run))]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
