@@ -5,8 +5,12 @@ from __future__ import annotations
 from ..errors import NdgmError
 from .base import Claim, Experiment, Param, Result
 from .capture import EXPERIMENT as _capture
+from .gdmap_1d import EXPERIMENT as _gdmap_1d
+from .stability_toy import EXPERIMENT as _stability_toy
+from .bifurcation import EXPERIMENT as _bifurcation
+from .sgd_montecarlo import EXPERIMENT as _sgd_montecarlo
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture,)}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture, _gdmap_1d, _stability_toy, _bifurcation, _sgd_montecarlo)}
 
 
 def get_experiment(name: str) -> Experiment:

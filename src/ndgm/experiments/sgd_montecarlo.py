@@ -1,0 +1,111 @@
+"""Monte Carlo check of the SGD Lyapunov exponent on the two-point ReLU toy (spec stability.md s.4).
+
+Batched SGD (batch size 1, the point (0.9, 0.9) drawn with probability ``p``): one run per
+batch row, starting at ``(t1, 1/t1)`` plus Gaussian noise of size ``--radius``. Where
+``lambda > 0`` (``t1 = 1`` at ``eta = 0.3, p = 0.58``) no run converges; where ``lambda < 0``
+(``t1 = 2``) most do. The spec's computed reference is 0 of 20 and 16 of 20; the claim
+compares fractions within binomial standard errors, not exact counts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..analysis.stability import toy_lambda
+from ..errors import NdgmError
+from ..toys import PAPER_SCALE, TwoPointReLU
+from .base import Claim, Experiment, Param, Result
+
+SRC = "spec stability.md s.4 (Monte Carlo, computed)"
+REFERENCE = {1.0: 0.0, 2.0: 16 / 20}
+RECORD_EVERY = 50
+
+
+def sgd_runs(toy: TwoPointReLU, starts: torch.Tensor, eta: float, p: float, steps: int, seed: int,
+             record_every: int = RECORD_EVERY) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched SGD from ``starts`` ``(K, 2)``; returns the final points and ``|1 - t1 t2|`` every
+    ``record_every`` steps ``(steps // record_every + 1, K)``. Each row draws its own samples."""
+    gen = torch.Generator().manual_seed(int(seed))
+    W = starts.clone()
+    dist = [(1 - W[:, 0] * W[:, 1]).abs()]
+    for k in range(steps):
+        which = (torch.rand(W.shape[0], generator=gen, dtype=W.dtype) >= p).long()  # 0 with probability p
+        W = toy.sgd_map(W, eta, which)
+        if (k + 1) % record_every == 0:
+            dist.append((1 - W[:, 0] * W[:, 1]).abs())
+    return W, torch.stack(dist)
+
+
+class SGDMonteCarlo(Experiment):
+    name = "sgd-montecarlo"
+    title = "Two-point ReLU toy: does SGD converge near a minimum? Monte Carlo vs the sign of lambda"
+    source = "non-singularity paper App. C; Chemnitz & Engel 2024"
+    params = (
+        Param("eta", 0.3, "pos", "step size (paper: 0.3)"),
+        Param("p", 0.58, "nonneg", "probability of the point (0.9, 0.9) (paper: 0.58)"),
+        Param("t1_unstable", 1.0, "pos", "t1 of the first start on M (spec: 1.0, lambda > 0)"),
+        Param("t1_stable", 2.0, "pos", "t1 of the second start on M (spec: 2.0, lambda < 0)"),
+        Param("runs", 20, "int", "SGD runs per start (spec: 20)"),
+        Param("steps", 20000, "int", "SGD steps per run (spec: 20000)", minimum=RECORD_EVERY, quick=8000),
+        Param("radius", 0.01, "pos", "standard deviation of the Gaussian perturbation of the start"),
+        Param("tol", 1e-8, "pos", "a run has converged when |1 - t1 t2| <= tol at the end"),
+        Param("scale", PAPER_SCALE, "pos", "c in L = c (1 - t1 t2)^2 (model: 1.765; paper prints 3.53)"),
+    )
+    overrides = {"device": "cpu"}
+
+    def validate(self, config):
+        if not 0 <= config["p"] <= 1:
+            raise NdgmError(f"--p must lie in [0, 1], got {config['p']}")
+
+    def run(self, config: dict, progress: bool = False) -> Result:
+        toy = TwoPointReLU(config["scale"])
+        K = config["runs"]
+        gen = torch.Generator().manual_seed(int(config["seed"]))
+        centres = [config["t1_unstable"], config["t1_stable"]]
+        starts = torch.cat([torch.tensor([t, 1 / t], dtype=torch.float64).expand(K, 2) for t in centres])
+        starts = starts + config["radius"] * torch.randn(2 * K, 2, generator=gen, dtype=torch.float64)
+        final, dist = sgd_runs(toy, starts, config["eta"], config["p"], config["steps"], config["seed"] + 1)
+        conv = (dist[-1] <= config["tol"]).numpy()
+        s: dict = {}
+        for i, (label, t) in enumerate(zip(("unstable", "stable"), centres)):
+            rows = slice(i * K, (i + 1) * K)
+            lam = float(toy_lambda(t, config["eta"], config["p"], toy.sample_curvature))
+            fin = final[rows].numpy()
+            s[label] = {"t1": t, "lambda": lam, "converged": int(conv[rows].sum()), "runs": K,
+                        "fraction": float(conv[rows].mean()),
+                        "converged_t1": sorted(fin[conv[rows], 0].round(5).tolist())}
+        arrays = {"starts": starts.numpy(), "final": final.numpy(), "dist": dist.numpy(),
+                  "converged": conv, "record_every": np.array(RECORD_EVERY)}
+        return Result(self.name, dict(config), arrays, s, self.claims(s, config))
+
+    def claims(self, s: dict, config: dict) -> list[Claim]:
+        out = []
+        is_spec = (config["eta"], config["p"], config["scale"]) == (0.3, 0.58, PAPER_SCALE)
+        for label in ("unstable", "stable"):
+            r = s[label]
+            sign = "lambda > 0: none converge" if r["lambda"] > 0 else "lambda < 0: most converge"
+            ok = (r["converged"] == 0) if r["lambda"] > 0 else (r["fraction"] > 0.5)
+            out.append(Claim(f"near t1={r['t1']}: {sign}", "spec stability.md s.3-4",
+                             "0" if r["lambda"] > 0 else f"> {r['runs'] // 2}",
+                             f"{r['converged']} of {r['runs']}", ok, f"lambda = {r['lambda']:.4f}"))
+            ref = REFERENCE.get(r["t1"]) if is_spec else None
+            if ref is not None:
+                # Both fractions are binomial estimates: compare within 3 combined standard errors.
+                n = r["runs"]
+                se = math.sqrt(max(ref * (1 - ref), 1 / (4 * n)) / n + ref * (1 - ref) / 20)
+                out.append(Claim(f"near t1={r['t1']}: converged fraction matches the spec's computed reference",
+                                 SRC, f"{round(ref * 20)} of 20", f"{r['converged']} of {n}",
+                                 abs(r["fraction"] - ref) <= 3 * se, f"|difference| <= 3 x {se:.3f} (binomial)"))
+        return out
+
+    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
+        from ..report.stability_plots import plot_sgd_montecarlo
+
+        return [plot_sgd_montecarlo(arrays, summary, config, outdir / "sgd_montecarlo.png")]
+
+
+EXPERIMENT = SGDMonteCarlo()
