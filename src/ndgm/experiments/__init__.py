@@ -9,8 +9,10 @@ from .gdmap_1d import EXPERIMENT as _gdmap_1d
 from .stability_toy import EXPERIMENT as _stability_toy
 from .bifurcation import EXPERIMENT as _bifurcation
 from .sgd_montecarlo import EXPERIMENT as _sgd_montecarlo
+from .lasso_toy import EXPERIMENTS as _lasso_toys
+from .lasso_general import EXPERIMENTS as _lasso_general
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture, _gdmap_1d, _stability_toy, _bifurcation, _sgd_montecarlo)}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture, _gdmap_1d, _stability_toy, _bifurcation, _sgd_montecarlo, *_lasso_toys, *_lasso_general)}
 
 
 def get_experiment(name: str) -> Experiment:

@@ -1,0 +1,382 @@
+"""The toy LASSO ``lam ||w||_1``: closed form vs simulation, the 2-D example, and the variants.
+
+Three experiments (paper section 3, appendix B; spec section 3.1-3.2):
+
+* ``lasso-toy``: NDGM from ``w0 ~ U(-1, 1)^d`` for several ``lam`` in one batched run; the
+  last iterates against the closed-form 2-cycle (Props B.1/B.2), the loss bound
+  ``d eta lam^2`` (B.11), the constant-step subgradient bound, and the integer case that
+  lands exactly on 0.
+* ``lasso-2d``: the reconstructed 2-D example (0.0106 against 0.9894) and the step
+  reduction that keeps the paradox (0.0014 against 0.0106).
+* ``lasso-variants``: momentum, RMSProp and Adam on the toy (Table 1, Fig. 6): whether a
+  zero stays zero, whether ``lam`` changes the final values, the NDGM/RMSProp crossover,
+  and the exact zeros float64 RMSProp reaches (the theorem says none, almost surely).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..analysis.lasso_theory import (subgradient_bound, toy_limit, toy_loss_bound, toy_loss_bound_rmsprop)
+from ..analysis.sparsity import detect_period
+from ..device import resolve_device, resolve_dtype
+from ..dynamics import GD, run_trajectory
+from ..dynamics.rules import Adam, Momentum, RMSProp
+from ..errors import NdgmError
+from ..problems import ToyLasso
+from ..sparse.solvers import single_threaded
+from .base import Claim, Experiment, Param, Result
+
+SRC_TOY = "paper Props B.1/B.2/B.11, spec 3.1"
+TAIL = 100
+
+
+def _lams(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise NdgmError(f"--lams must be a comma-separated list of numbers, got {text!r}") from None
+    if not vals or any(not (v > 0 and np.isfinite(v)) for v in vals):
+        raise NdgmError(f"--lams must list finite numbers > 0, got {text!r}")
+    return vals
+
+
+def _w0(d: int, seed: int, dtype, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(d, generator=g, dtype=torch.float64) * 2 - 1).to(dtype=dtype, device=device)
+
+
+class LassoToy(Experiment):
+    name = "lasso-toy"
+    title = "Toy LASSO: NDGM's closed-form 2-cycle, loss bound and the integer case"
+    source = "paper eq. 7, Props 4.1/B.1/B.2/B.11 (spec 3.1)"
+    params = (
+        Param("d", 100, "int", "dimension d of w (paper: arbitrary)"),
+        Param("lr", 0.01, "pos", "constant step size eta"),
+        Param("lams", "0.1,1,10,100", "str", "comma-separated penalties lam, one batched run"),
+        Param("iterations", 1200, "int", "NDGM iterations (>= |w0|/(eta lam) + 2 for the smallest lam)"),
+    )
+    overrides = {"device": "cpu"}
+
+    def validate(self, config):
+        lams = _lams(config["lams"])
+        need = int(np.ceil(1.0 / (config["lr"] * min(lams)))) + TAIL
+        if config["iterations"] < need:
+            raise NdgmError(f"--iterations must be >= {need} so that every coordinate reaches its 2-cycle "
+                            f"(1/(eta*min lam) + {TAIL}), got {config['iterations']}")
+
+    def run(self, config: dict, progress: bool = False) -> Result:
+        with single_threaded():
+            return self._run(config, progress)
+
+    def _run(self, config: dict, progress: bool) -> Result:
+        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+        lams = _lams(config["lams"])
+        d, eta, T = config["d"], config["lr"], config["iterations"]
+        K = len(lams)
+        w0 = _w0(d, config["seed"], dtype, device)
+        lam_t = torch.tensor(lams, dtype=dtype, device=device)
+        problem = ToyLasso(d, lam_t)
+        traj = run_trajectory(problem, w0.repeat(K, 1), eta, T, GD(), record_weights_at=range(-TAIL, 0),
+                              progress=progress, desc="lasso-toy")
+        W_tail = np.stack([traj.weights[k] for k in sorted(traj.weights)])  # (TAIL, K, d)
+        w0n = w0.cpu().double().numpy()
+        max_err, max_steps, periods, l1_pairs, cf_pairs = [], [], [], [], []
+        for k, lam in enumerate(lams):
+            lim = toy_limit(w0n, eta, lam)
+            err = max(np.abs(W_tail[-1, k] - lim.at(T - 1)).max(), np.abs(W_tail[-2, k] - lim.at(T - 2)).max())
+            max_err.append(float(err))
+            max_steps.append(int(lim.steps.max()))
+            periods.append(detect_period(W_tail[:, k], tol=0.0).period)
+            l1_pairs.append(float(np.abs(W_tail[-1, k]).sum() + np.abs(W_tail[-2, k]).sum()))
+            cf_pairs.append(float(np.abs(lim.at(T - 1)).sum() + np.abs(lim.at(T - 2)).sum()))
+        # Rounding allowance: each of the <= steps + 2 subtractions rounds by at most half an ulp of
+        # its larger operand, |w0| or eta*lam.
+        eps = float(torch.finfo(dtype).eps)
+        allowance = [(s + 2) * eps * max(float(np.abs(w0n).max()), eta * lam) for s, lam in zip(max_steps, lams)]
+        loss = traj.loss  # (T, K)
+        tail_loss_max = loss[-TAIL:].max(0)
+        bounds = [toy_loss_bound(d, eta, lam) for lam in lams]
+        # Subgradient bound at every k: min_{i<=k} f(w_i) <= (R^2 + G^2 k eta^2) / (2 k eta), R = ||w0||_2.
+        R = float(np.linalg.norm(w0n))
+        ks = np.arange(1, T + 1)
+        running_min = np.minimum.accumulate(loss, axis=0)
+        sg_bound = np.stack([subgradient_bound(R, lam * np.sqrt(d), eta, ks) for lam in lams], axis=1)
+        sg_ratio = float((running_min / sg_bound).max())
+
+        # The integer case: w0 on the grid eta*lam*Z lands exactly on 0 (dyadic values, no rounding).
+        eta_i, lam_i = 2.0**-7, 1.0
+        ints = torch.arange(1, d + 1, dtype=torch.float64) % 97 - 48
+        w_int = (ints * eta_i * lam_i).to(dtype=dtype, device=device)
+        t_int = int(ints.abs().max()) + 10
+        tr_int = run_trajectory(ToyLasso(d, lam_i), w_int, eta_i, t_int, GD())
+        int_zeros = int((tr_int.final == 0).sum())
+
+        summary = {
+            "lams": lams, "d": d, "lr": eta, "iterations": T,
+            "max_abs_error_vs_closed_form": max_err, "rounding_allowance": allowance,
+            "descent_steps_max": max_steps, "tail_period": periods,
+            "l1_sum_of_two_states": l1_pairs, "l1_sum_closed_form": cf_pairs,
+            "l1_sum_expected": [d * eta * lam for lam in lams],
+            "tail_loss_max": tail_loss_max.tolist(), "loss_bound_B11": bounds,
+            "subgradient_bound_max_ratio": sg_ratio,
+            "subgradient_bound_limit": [(lam * np.sqrt(d)) ** 2 * eta / 2 for lam in lams],
+            "final_exact_zeros": (traj.final == 0).sum(1).tolist(),
+            "integer_case": {"lr": eta_i, "lam": lam_i, "iterations": t_int, "exact_zeros": int_zeros, "d": d},
+        }
+        arrays = {"loss": loss, "l1": traj.l1, "tail_weights": W_tail, "w0": w0n, "sg_bound": sg_bound,
+                  "lams": np.asarray(lams)}
+        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+
+    def claims(self, s: dict) -> list[Claim]:
+        ok_err = all(e <= a for e, a in zip(s["max_abs_error_vs_closed_form"], s["rounding_allowance"]))
+        ok_bound = all(m <= b for m, b in zip(s["tail_loss_max"], s["loss_bound_B11"]))
+        ok_pair = all(abs(m - e) <= 1e-9 * e for m, e in zip(s["l1_sum_of_two_states"], s["l1_sum_expected"]))
+        ic = s["integer_case"]
+        return [
+            Claim("last two iterates equal the closed-form 2-cycle p+ / p- (to accumulated rounding)", SRC_TOY,
+                  "|engine - closed form| <= (steps + 2) * eps * max(|w0|, eta*lam)", s["max_abs_error_vs_closed_form"], ok_err,
+                  f"allowance per lam {['%.2g' % a for a in s['rounding_allowance']]}"),
+            Claim("the tail repeats with period exactly 2 (bitwise)", SRC_TOY, [2] * len(s["lams"]), s["tail_period"],
+                  all(p == 2 for p in s["tail_period"])),
+            Claim("the two states' L1 norms sum to d*eta*lam", SRC_TOY, s["l1_sum_expected"],
+                  s["l1_sum_of_two_states"], ok_pair),
+            Claim("loss over the last 100 iterations <= d*eta*lam^2 (B.11)", "paper Prop. B.11",
+                  s["loss_bound_B11"], s["tail_loss_max"], ok_bound),
+            Claim("min_{i<=k} f(w_i) <= (R^2 + G^2 k eta^2)/(2 k eta) for every k", "Boyd, Xiao & Mutapcic 2003 / paper Prop. 4.1",
+                  "max ratio <= 1", s["subgradient_bound_max_ratio"], s["subgradient_bound_max_ratio"] <= 1),
+            Claim("w0 ~ U(-1,1): no coordinate ever ends exactly at 0", SRC_TOY, [0] * len(s["lams"]),
+                  s["final_exact_zeros"], all(z == 0 for z in s["final_exact_zeros"])),
+            Claim("integer case (w0 in eta*lam*Z): every coordinate lands on 0 and stays", "paper Prop. B.1",
+                  ic["d"], ic["exact_zeros"], ic["exact_zeros"] == ic["d"],
+                  f"eta = 2^-7, lam = 1, w0 = m * 2^-7 with integer m, {ic['iterations']} iterations"),
+        ]
+
+    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
+        from ..report.lasso_plots import plot_lasso_toy
+
+        return [plot_lasso_toy(arrays, summary, outdir / "lasso_toy.png")]
+
+
+class Lasso2D(Experiment):
+    name = "lasso-2d"
+    title = "The 2-D L1 paradox: a 100x larger penalty gives a ~100x larger solution"
+    source = "paper section 3 worked example (spec 3.1, reconstructed)"
+    params = (
+        Param("w0", 0.4947, "float", "both coordinates of w0 (reconstructed: 0.4947)"),
+        Param("lr", 0.01, "pos", "step size eta (paper: 0.01)"),
+        Param("lr2", 0.001, "pos", "reduced step size of the follow-up (paper: 0.001)"),
+        Param("lam_small", 1.0, "pos", "small penalty lam (paper: 1)"),
+        Param("lam_large", 100.0, "pos", "large penalty lam (paper: 100)"),
+        Param("iterations", 200, "int", "iterations per phase (>= 52 for eta = 0.01, lam = 1)"),
+    )
+    overrides = {"device": "cpu"}
+
+    def run(self, config: dict, progress: bool = False) -> Result:
+        with single_threaded():
+            return self._run(config, progress)
+
+    def _run(self, config: dict, progress: bool) -> Result:
+        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+        lams = torch.tensor([config["lam_small"], config["lam_large"]], dtype=dtype, device=device)
+        W0 = torch.full((2, 2), config["w0"], dtype=dtype, device=device)
+        T = config["iterations"]
+        problem = ToyLasso(2, lams)
+        tr1 = run_trajectory(problem, W0, config["lr"], T, GD(), record_weights_at=range(T))
+        W_last = torch.as_tensor(tr1.final, dtype=dtype, device=device)
+        tr2 = run_trajectory(problem, W_last, config["lr2"], T, GD(), record_weights_at=range(T))
+        tail = min(TAIL, T // 2)
+        l1a, l1b = tr1.l1[-tail:], tr2.l1[-tail:]
+        w_path = np.concatenate([np.stack([tr1.weights[k] for k in range(T)]),
+                                 np.stack([tr2.weights[k] for k in range(T)])])  # (2T, 2, 2)
+        summary = {
+            "phase1_small_tail_l1_max": float(l1a[:, 0].max()), "phase1_large_tail_l1_min": float(l1a[:, 1].min()),
+            "phase2_small_tail_l1_max": float(l1b[:, 0].max()), "phase2_large_tail_l1_min": float(l1b[:, 1].min()),
+            "phase1_states_small": sorted({tuple(np.round(w, 12)) for w in w_path[T - 2:T, 0]}),
+            "phase1_states_large": sorted({tuple(np.round(w, 12)) for w in w_path[T - 2:T, 1]}),
+            "closed_form_small": toy_limit([config["w0"]], config["lr"], config["lam_small"]).l1_pair(),
+            "closed_form_large": toy_limit([config["w0"]], config["lr"], config["lam_large"]).l1_pair(),
+        }
+        summary["phase1_ratio"] = summary["phase1_large_tail_l1_min"] / summary["phase1_small_tail_l1_max"]
+        arrays = {"l1": np.concatenate([tr1.l1, tr2.l1]), "w_path": w_path, "lams": lams.cpu().numpy(),
+                  "phase_switch": np.asarray(T)}
+        return Result(self.name, dict(config), arrays, summary, self.claims(summary, config))
+
+    def claims(self, s: dict, config: dict) -> list[Claim]:
+        src = "paper section 3 / spec 3.1"
+        paper = (config["w0"], config["lr"], config["lr2"], config["lam_small"], config["lam_large"]) == (0.4947, 0.01, 0.001, 1.0, 100.0)
+        def close(m, e):  # noqa: E306 - the printed values have four decimals
+            return abs(m - e) <= 1e-9 if paper else None
+        note = "" if paper else "not the paper's configuration: printed values not comparable"
+        return [
+            Claim("lam = 1: L1 norm at most 0.0106", src, 0.0106, s["phase1_small_tail_l1_max"],
+                  close(s["phase1_small_tail_l1_max"], 0.0106), note),
+            Claim("lam = 100: L1 norm at least 0.9894", src, 0.9894, s["phase1_large_tail_l1_min"],
+                  close(s["phase1_large_tail_l1_min"], 0.9894), note),
+            Claim("a 100x larger penalty gives a ~100x larger solution", src, "> 90x", s["phase1_ratio"],
+                  s["phase1_ratio"] > 90 if paper else s["phase1_ratio"] > 1),
+            Claim("step reduced to 0.001: lam = 1 ends at most ~0.0014", src, 0.0014, s["phase2_small_tail_l1_max"],
+                  close(s["phase2_small_tail_l1_max"], 0.0014), note),
+            Claim("step reduced to 0.001: lam = 100 stays at least ~0.0106", src, 0.0106, s["phase2_large_tail_l1_min"],
+                  close(s["phase2_large_tail_l1_min"], 0.0106), note),
+        ]
+
+    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
+        from ..report.lasso_plots import plot_lasso_2d
+
+        return [plot_lasso_2d(arrays, summary, config, outdir / "lasso_2d.png")]
+
+
+PAPER_TABLE1 = {  # paper Table 1: (a zero stays zero?, does lam change the final values?)
+    "ndgm": ("yes", "yes"),
+    "momentum": ("no", "not stated"),
+    "rmsprop": ("yes", "no"),
+    "adam": ("no", "no (RMSProp-like)"),
+}
+
+
+def _zero_hit_test(rule, problem, W0: torch.Tensor, lr: float, warm: int, after: int) -> np.ndarray:
+    """Run ``warm`` steps, set every other coordinate to exactly 0 (a 'hit' with the optimizer's
+    state intact), run ``after`` more; return, per configuration, the fraction of those
+    coordinates that stayed exactly 0 at every later step."""
+    W = W0.clone()
+    K, d = W.shape
+    lr_t = torch.full((K,), lr, dtype=W.dtype, device=W.device)
+    state = rule.init(W)
+    for t in range(warm):
+        _, G = problem.value_and_grad(W)
+        W = rule.step(W, G, lr_t, state, t + 1)
+    hit = torch.zeros(d, dtype=torch.bool, device=W.device)
+    hit[::2] = True
+    W = torch.where(hit, torch.zeros_like(W), W)
+    stayed = torch.ones(K, int(hit.sum()), dtype=torch.bool, device=W.device)
+    for t in range(warm, warm + after):
+        _, G = problem.value_and_grad(W)
+        W = rule.step(W, G, lr_t, state, t + 1)
+        stayed &= W[:, hit] == 0
+    return stayed.double().mean(1).cpu().numpy()
+
+
+class LassoVariants(Experiment):
+    name = "lasso-variants"
+    title = "NDGM variants on the toy LASSO: zeros kept or left, lam's influence, NDGM/RMSProp crossover"
+    source = "paper appendix B.3, Table 1, Figure 6 (spec 3.2)"
+    params = (
+        Param("d", 100, "int", "dimension d (spec: 100, so that d*eta = 1)"),
+        Param("lr", 0.01, "pos", "step size eta (spec: 0.01)"),
+        Param("lams", "0.01,1,100", "str", "penalties lam (paper Fig. 6: 0.01 and 100)"),
+        Param("iterations", 20000, "int", "iterations (spec: 20000; NDGM needs >= 1/(eta*min lam) to reach its cycle)",
+              quick=12000),
+        Param("momentum", 0.9, "pos", "momentum factor mu"),
+        Param("hit_warmup", 200, "int", "steps before coordinates are set to 0 in the zero-hit test"),
+        Param("hit_after", 200, "int", "steps after the hit in the zero-hit test"),
+    )
+    overrides = {"device": "cpu"}
+
+    def validate(self, config):
+        lams = _lams(config["lams"])
+        if config["momentum"] >= 1:
+            raise NdgmError(f"--momentum must be < 1, got {config['momentum']}")
+        if config["iterations"] <= TAIL:
+            raise NdgmError(f"--iterations must be > {TAIL}, got {config['iterations']}")
+        if len(lams) < 2:
+            raise NdgmError("--lams needs at least two penalties to compare")
+
+    def run(self, config: dict, progress: bool = False) -> Result:
+        with single_threaded():
+            return self._run(config, progress)
+
+    def _run(self, config: dict, progress: bool) -> Result:
+        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+        lams = sorted(_lams(config["lams"]))
+        d, eta, T = config["d"], config["lr"], config["iterations"]
+        K = len(lams)
+        w0 = _w0(d, config["seed"], dtype, device)
+        W0 = w0.repeat(K, 1)
+        problem = ToyLasso(d, torch.tensor(lams, dtype=dtype, device=device))
+        rules = {"ndgm": GD(), "momentum": Momentum(config["momentum"]), "rmsprop": RMSProp(), "adam": Adam()}
+        arrays: dict[str, np.ndarray] = {"lams": np.asarray(lams)}
+        table, per_rule = [], {}
+        for name, rule in rules.items():
+            tr = run_trajectory(problem, W0, eta, T, rule, record_weights_at=range(-TAIL, 0),
+                                progress=progress, desc=f"lasso-variants {name}")
+            W_tail = np.stack([tr.weights[k] for k in sorted(tr.weights)])  # (TAIL, K, d)
+            amp = np.abs(W_tail).max(axis=(0, 2))  # final |w| envelope per lam
+            lam_ratio = float(amp.max() / amp.min())
+            rule_fresh = {"ndgm": GD(), "momentum": Momentum(config["momentum"]), "rmsprop": RMSProp(), "adam": Adam()}[name]
+            stayed = _zero_hit_test(rule_fresh, problem, W0, eta, config["hit_warmup"], config["hit_after"])
+            stays = bool(stayed.min() == 1.0)
+            lam_matters = lam_ratio > 2.0
+            per_rule[name] = {
+                "tail_loss_max": tr.loss[-TAIL:].max(0).tolist(),
+                "final_exact_zeros": (tr.final == 0).sum(1).tolist(),
+                "final_below_1e-8": (np.abs(tr.final) < 1e-8).sum(1).tolist(),
+                "amplitude": amp.tolist(), "lam_amplitude_ratio": lam_ratio,
+                "zero_hit_stayed_fraction": stayed.tolist(),
+                "tail_period": [detect_period(W_tail[:, k], max_period=16, tol=0.0).period for k in range(K)],
+            }
+            table.append({"variant": name, "zero_stays_sim": "yes" if stays else "no",
+                          "zero_stays_paper": PAPER_TABLE1[name][0],
+                          "lam_changes_sim": "yes" if lam_matters else "no",
+                          "lam_changes_paper": PAPER_TABLE1[name][1],
+                          "lam_amplitude_ratio": lam_ratio, "stayed_fraction": float(stayed.min())})
+            if name in ("ndgm", "rmsprop"):
+                arrays[f"{name}_tail_loss"] = tr.loss[-TAIL:]
+        summary = {"lams": lams, "d": d, "lr": eta, "iterations": T, "per_rule": per_rule, "table": table,
+                   "bound_ndgm": [toy_loss_bound(d, eta, lam) for lam in lams],
+                   "bound_rmsprop": [toy_loss_bound_rmsprop(d, eta, lam) for lam in lams],
+                   "table_markdown": self.table_markdown(table)}
+        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+
+    @staticmethod
+    def table_markdown(table: list[dict]) -> str:
+        lines = ["| variant | zero stays zero? (simulated) | (paper) | lam changes final values? (simulated) | (paper) "
+                 "| max/min final amplitude over lam |", "|---|---|---|---|---|---|"]
+        for r in table:
+            lines.append(f"| {r['variant']} | {r['zero_stays_sim']} ({100 * r['stayed_fraction']:.0f}% stayed) | "
+                         f"{r['zero_stays_paper']} | {r['lam_changes_sim']} | {r['lam_changes_paper']} | "
+                         f"{r['lam_amplitude_ratio']:.4g} |")
+        return "\n".join(lines)
+
+    def claims(self, s: dict) -> list[Claim]:
+        src = "paper Table 1 (appendix B.3)"
+        out = []
+        for r in s["table"]:
+            out.append(Claim(f"{r['variant']}: a coordinate that hits 0 stays at 0? ({r['zero_stays_paper']})", src,
+                             r["zero_stays_paper"], r["zero_stays_sim"], r["zero_stays_sim"] == r["zero_stays_paper"],
+                             f"{100 * r['stayed_fraction']:.0f}% of hit coordinates stayed 0"))
+            if r["lam_changes_paper"] != "not stated":
+                expected = r["lam_changes_paper"].split(" ")[0]
+                out.append(Claim(f"{r['variant']}: does lam change the final values? ({r['lam_changes_paper']})", src,
+                                 expected, r["lam_changes_sim"], r["lam_changes_sim"] == expected,
+                                 f"final amplitude ratio over lam = {r['lam_amplitude_ratio']:.4g}"))
+        pr, lams = s["per_rule"], s["lams"]
+        nd, rm = pr["ndgm"]["tail_loss_max"], pr["rmsprop"]["tail_loss_max"]
+        src6 = "paper Figure 6 (spec 3.2)"
+        out.append(Claim("NDGM: loss over the last 100 iterations <= d*eta*lam^2", src6, s["bound_ndgm"], nd,
+                         all(m <= b for m, b in zip(nd, s["bound_ndgm"]))))
+        out.append(Claim("RMSProp: loss over the last 100 iterations <= about d*eta*lam", src6, s["bound_rmsprop"], rm,
+                         all(m <= b for m, b in zip(rm, s["bound_rmsprop"]))))
+        out.append(Claim(f"crossover: lam = {lams[0]:g} RMSProp ends higher, lam = {lams[-1]:g} NDGM ends higher", src6,
+                         "RMSProp > NDGM, then NDGM > RMSProp",
+                         f"lam={lams[0]:g}: {rm[0]:.3g} vs {nd[0]:.3g}; lam={lams[-1]:g}: {nd[-1]:.3g} vs {rm[-1]:.3g}",
+                         rm[0] > nd[0] and nd[-1] > rm[-1]))
+        z = pr["rmsprop"]["final_exact_zeros"]
+        out.append(Claim("float64 RMSProp reaches exact zeros (theorem: nonzero with probability 1)", "spec 3.2",
+                         "> 0 (spec observed 70 of 100)", z, all(v > 0 for v in z),
+                         "what the hardware did, not what the theorem says: exact-arithmetic proof vs rounding"))
+        return out
+
+    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
+        from ..report.lasso_plots import plot_lasso_variants
+
+        return [plot_lasso_variants(arrays, summary, outdir / "lasso_variants.png")]
+
+
+TOY = LassoToy()
+TWO_D = Lasso2D()
+VARIANTS = LassoVariants()
+EXPERIMENTS = (TOY, TWO_D, VARIANTS)
