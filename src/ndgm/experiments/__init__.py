@@ -11,8 +11,11 @@ from .bifurcation import EXPERIMENT as _bifurcation
 from .sgd_montecarlo import EXPERIMENT as _sgd_montecarlo
 from .lasso_toy import EXPERIMENTS as _lasso_toys
 from .lasso_general import EXPERIMENTS as _lasso_general
+from .eos_huber import EXPERIMENT as _eos_huber
+from .rates import EXPERIMENT as _rates
+from .sharpness import EXPERIMENT as _sharpness
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture, _gdmap_1d, _stability_toy, _bifurcation, _sgd_montecarlo, *_lasso_toys, *_lasso_general)}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture, _gdmap_1d, _stability_toy, _bifurcation, _sgd_montecarlo, *_lasso_toys, *_lasso_general, _eos_huber, _rates, _sharpness)}
 
 
 def get_experiment(name: str) -> Experiment:

@@ -1,0 +1,138 @@
+"""Lanczos vs power iteration for the sharpness of a ~50k-parameter MLP at the edge of stability.
+
+1. Train an MLP ``64 -> 190 -> 190 -> 10`` (50,550 parameters) on the digits data by
+   full-batch GD (MSE on one-hot targets, step ``eta``) until its sharpness reaches
+   ``0.95 * 2/eta``, then ``--settle`` more steps: the top eigenvalues crowd at ``2/eta``.
+2. Reference: Lanczos with full reorthogonalisation converged to a residual of 1e-11.
+3. Count the Hessian-vector products (HVPs) until Lanczos's top Ritz value is within a
+   relative 1e-6 of the reference, and until power iteration's Rayleigh quotient is within
+   1e-3 (target: Lanczos <= 1/3 of power). Both start from the same random vector.
+4. Time one chunked HVP of `ModelObjective` against a plain double-backward HVP on the
+   module (``torch.autograd.grad`` twice), measured in the same process.
+
+Usage::
+
+    python benchmarks/bench_lanczos.py [--lr 0.4] [--activation relu] [--device cpu] [--threads 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from ndgm.analysis.curvature import ModelObjective, SharpnessTracker, lanczos, mse_sum, power_iteration
+from ndgm.data.digits import load_digits_split
+from ndgm.device import resolve_device
+from ndgm.nets.mlp import count_parameters, make_mlp
+
+
+def first_within(history: list[float], ref: float, rel: float) -> int | None:
+    """HVPs used when the estimate first came within ``rel`` of ``ref`` (None: never)."""
+    err = np.abs(np.asarray(history) - ref) / abs(ref)
+    hit = np.nonzero(err <= rel)[0]
+    return int(hit[0]) + 1 if hit.size else None
+
+
+def plain_hvp(model, X, Y, v_parts):
+    """The textbook HVP: loss, grad with create_graph, grad of <grad, v>."""
+    params = list(model.parameters())
+    loss = mse_sum(model(X), Y) / X.shape[0]
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    dot = sum((g * v).sum() for g, v in zip(grads, v_parts))
+    return torch.autograd.grad(dot, params)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lr", type=float, default=0.4)
+    ap.add_argument("--activation", default="relu", choices=("relu", "gelu", "tanh"))
+    ap.add_argument("--width", type=int, default=190)
+    ap.add_argument("--max-steps", type=int, default=3000)
+    ap.add_argument("--settle", type=int, default=200)
+    ap.add_argument("--check-every", type=int, default=25)
+    ap.add_argument("--power-max", type=int, default=3000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+
+    data = load_digits_split(args.seed, device=device)
+    model = make_mlp(64, (args.width, args.width), 10, args.activation, seed=args.seed, device=device)
+    obj = ModelObjective(model, mse_sum, data.X_train, data.Y_train, chunk_size=1024)
+    print(f"MLP 64-{args.width}-{args.width}-10 ({args.activation}), {count_parameters(model)} parameters, "
+          f"{data.X_train.shape[0]} samples, eta = {args.lr}, 2/eta = {2 / args.lr:.4g}, device {device}")
+
+    # 1. Train to the edge of stability.
+    tracker = SharpnessTracker(args.lr, every=args.check_every, k=1, tol=1e-4, seed=args.seed)
+    theta = obj.params_vector()
+    t0 = time.perf_counter()
+    reached = None
+    for step in range(args.max_steps):
+        top = tracker(step, obj, theta)
+        if top is not None:
+            print(f"  step {step:5d}  loss {obj.value(theta):.5f}  sharpness {top[0]:.4f}", flush=True)
+            if reached is None and top[0] >= 0.95 * 2 / args.lr:
+                reached = step
+        if reached is not None and step >= reached + args.settle:
+            break
+        theta = theta - args.lr * obj.value_and_grad(theta)[1]
+    print(f"trained {step} steps in {time.perf_counter() - t0:.1f}s; edge reached at step {reached}")
+
+    # 2. Converged reference, and the top of the spectrum.
+    mv = obj.matvec(theta)
+    t0 = time.perf_counter()
+    ref = lanczos(mv, obj.dim, 5, tol=1e-11, max_iter=1500, seed=args.seed + 1)
+    t_ref = time.perf_counter() - t0
+    lam = float(ref.eigenvalues[0])
+    print(f"reference: top-5 eigenvalues {np.array2string(ref.eigenvalues, precision=6)} "
+          f"(2/eta = {2 / args.lr:.6g}); residual {ref.residuals[0]:.2e}; {ref.n_matvec} HVPs, {t_ref:.1f}s")
+    print(f"  gap ratio lambda_2/lambda_1 = {ref.eigenvalues[1] / lam:.6f}")
+
+    # 3. Lanczos to 1e-6 vs power iteration to 1e-3, from the same start vector.
+    t0 = time.perf_counter()
+    lz = lanczos(mv, obj.dim, 1, tol=1e-9, max_iter=1500, seed=args.seed + 2)
+    t_lz = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pw = power_iteration(mv, obj.dim, tol=1e-12, max_iter=args.power_max, seed=args.seed + 2)
+    t_pw = time.perf_counter() - t0
+    n_lz = first_within(lz.history, lam, 1e-6)
+    n_pw = first_within(pw.history, lam, 1e-3)
+    err_lz = abs(lz.history[n_lz - 1] - lam) / lam if n_lz else float("nan")
+    err_pw = abs(pw.history[n_pw - 1] - lam) / lam if n_pw else float("nan")
+    print(f"Lanczos: {n_lz} HVPs to rel. error 1e-6 (error then {err_lz:.2e}); "
+          f"self-stopped after {lz.n_matvec} HVPs, error {abs(lz.eigenvalues[0] - lam) / lam:.2e}, {t_lz:.1f}s")
+    print(f"power:   {n_pw} HVPs to rel. error 1e-3 (error then {err_pw:.2e}); "
+          f"after {pw.n_matvec} HVPs error {abs(pw.history[-1] - lam) / lam:.2e}, {t_pw:.1f}s")
+    if n_lz and n_pw:
+        print(f"ratio power(1e-3) / Lanczos(1e-6) = {n_pw / n_lz:.2f}  (target >= 3: {'met' if n_pw >= 3 * n_lz else 'NOT met'})")
+    else:
+        print(f"power iteration did not reach 1e-3 within {args.power_max} HVPs" if not n_pw else "Lanczos did not reach 1e-6")
+
+    # 4. HVP time: ModelObjective vs a plain double backward on the module.
+    obj.set_params(theta)
+    v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(device)
+    v_parts = [t.view_as(p) for t, p in zip(v.split(obj.numels), model.parameters())]
+    for f in (lambda: obj.hvp(v, theta), lambda: plain_hvp(model, data.X_train, data.Y_train, v_parts)):
+        f()
+    reps = 10
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        ours = obj.hvp(v, theta)
+    t_ours = (time.perf_counter() - t0) / reps
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        plain = torch.cat([p.reshape(-1) for p in plain_hvp(model, data.X_train, data.Y_train, v_parts)])
+    t_plain = (time.perf_counter() - t0) / reps
+    rel = float(torch.linalg.vector_norm(ours - plain) / torch.linalg.vector_norm(plain))
+    print(f"HVP: ModelObjective {t_ours * 1e3:.1f} ms, plain double backward {t_plain * 1e3:.1f} ms "
+          f"(ratio {t_ours / t_plain:.2f}); relative difference {rel:.1e}")
+
+
+if __name__ == "__main__":
+    main()

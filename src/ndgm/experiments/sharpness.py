@@ -1,0 +1,194 @@
+"""Sharpness along full-batch GD on a small MLP (digits data), next to 2/eta; kinks hit.
+
+Model: an MLP ``64 -> width x depth -> 10`` with the chosen activation (``relu``, ``gelu``
+or ``tanh``; PyTorch's default init from a seeded generator). Data: scikit-learn's bundled
+digits, standardised, a seeded 80/20 train/validation split (``--n-train`` keeps the first
+rows of the training part). Loss: mean squared error against one-hot targets,
+``1/n sum_i 1/2 ||f(x_i) - e_{y_i}||^2`` (the setting of Cohen et al. 2021), or cross-entropy.
+
+Every ``--every`` steps a `SharpnessTracker` records the top-``k`` Hessian eigenvalues by
+Lanczos (full batch, warm-started), next to ``2 / eta``. At the end the last value is
+checked against a cold, tightly converged Lanczos run, and Lanczos is compared with power
+iteration. With ``relu`` the same training runs in float32 and float64 side by side and
+every step counts the pre-activations that are exactly 0 -- where autodiff silently took
+``relu'(0) = 0``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..analysis.curvature import (
+    ModelObjective, SharpnessTracker, count_kinks, cross_entropy_sum, lanczos, mse_sum, power_iteration,
+)
+from ..data.digits import load_digits_split
+from ..device import resolve_device, resolve_dtype
+from ..errors import NdgmError
+from ..nets.mlp import ACTIVATIONS, make_mlp
+from .base import Claim, Experiment, Param, Result
+
+EOS_SOURCE = "edge of stability (Cohen et al. 2021; paper section 5)"
+
+
+def mlp_param_count(in_dim: int, width: int, depth: int, out_dim: int) -> int:
+    """Parameters of ``in_dim -> width^depth -> out_dim`` with biases."""
+    widths = [in_dim] + [width] * depth + [out_dim]
+    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+class Sharpness(Experiment):
+    name = "sharpness"
+    title = "Sharpness of a small MLP on digits during full-batch GD, next to 2/eta"
+    source = EOS_SOURCE
+    params = (
+        Param("activation", "relu", "str", "activation: relu, gelu or tanh", choices=tuple(ACTIVATIONS)),
+        Param("width", 64, "int", "hidden width"),
+        Param("depth", 2, "int", "hidden layers"),
+        Param("lr", 0.5, "pos", "GD step size eta (threshold 2/eta)"),
+        Param("steps", 600, "int", "GD steps", quick=200),
+        Param("every", 10, "int", "record sharpness every this many steps", quick=20),
+        Param("k", 2, "int", "top Hessian eigenvalues per record"),
+        Param("tol", 1e-5, "pos", "Lanczos relative residual tolerance"),
+        Param("n_train", 0, "int", "training rows kept (0: all 1438)", quick=500, minimum=0),
+        Param("loss", "mse", "str", "loss: mse (one-hot targets) or ce", choices=("mse", "ce")),
+        Param("chunk_size", 1024, "int", "rows per chunk of the Hessian-vector products"),
+        Param("seed", 0, "int", "seed of the split and the init", minimum=0),
+    )
+    overrides = {"device": "cpu"}
+
+    def validate(self, config):
+        dim = mlp_param_count(64, config["width"], config["depth"], 10)
+        if config["k"] > dim:
+            raise NdgmError(f"--k must be at most the number of parameters ({dim}), got {config['k']}")
+        if config["every"] > config["steps"]:
+            raise NdgmError(f"--every must be <= --steps, got every = {config['every']}, steps = {config['steps']}")
+        if config["n_train"] > 1438:
+            raise NdgmError(f"--n-train must be <= 1438 (0 for all), got {config['n_train']}")
+        if config["tol"] >= 1:
+            raise NdgmError(f"--tol must be < 1, got {config['tol']}")
+
+    def run(self, config: dict, progress: bool = False) -> Result:
+        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+        act, lr, steps = config["activation"], config["lr"], config["steps"]
+        relu = act == "relu"
+        data = load_digits_split(config["seed"], n_train=config["n_train"] or None, dtype=dtype, device=device)
+        loss_fn = mse_sum if config["loss"] == "mse" else cross_entropy_sum
+        targets = lambda d: d.Y_train if config["loss"] == "mse" else d.y_train  # noqa: E731
+        hidden = (config["width"],) * config["depth"]
+        model = make_mlp(64, hidden, 10, act, seed=config["seed"], dtype=dtype, device=device)
+        obj = ModelObjective(model, loss_fn, data.X_train, targets(data), chunk_size=config["chunk_size"])
+        tracker = SharpnessTracker(lr, config["every"], config["k"], config["tol"], seed=config["seed"])
+
+        # Only ReLU has kinks: count them in this run's dtype and in a twin run in the other
+        # dtype (same init and data, rounded), so that float32 and float64 are both seen.
+        name_of = lambda dt: str(dt).split(".")[-1]  # noqa: E731
+        other = torch.float32 if dtype == torch.float64 else torch.float64
+        twin = None
+        if relu:
+            d_ = load_digits_split(config["seed"], n_train=config["n_train"] or None, dtype=other, device=device)
+            m_ = make_mlp(64, hidden, 10, act, seed=config["seed"], dtype=other, device=device)
+            twin = ModelObjective(m_, loss_fn, d_.X_train, targets(d_), chunk_size=config["chunk_size"])
+        names = [name_of(dtype), name_of(other)] if relu else []
+        kinks = {name: np.zeros(steps + 1, dtype=np.int64) for name in names}
+        kink_total = {name: 0 for name in names}
+
+        theta = obj.params_vector()
+        theta_twin = twin.params_vector() if twin is not None else None
+        losses = np.full(steps + 1, np.nan)
+        diverged_at = -1
+        for step in range(steps + 1):
+            if step % config["every"] == 0 or step == steps:
+                tracker.record(step, obj, theta)
+            value, grad = obj.value_and_grad(theta)
+            losses[step] = value
+            if not np.isfinite(value):
+                diverged_at = step
+                break
+            if relu:
+                for name, o_, th_ in ((names[0], obj, theta), (names[1], twin, theta_twin)):
+                    o_.set_params(th_)
+                    z, total = count_kinks(o_.model, o_.X)
+                    kinks[name][step] = z
+                    kink_total[name] += total
+                if step < steps:
+                    theta_twin = theta_twin - lr * twin.value_and_grad(theta_twin)[1]
+            if step < steps:
+                theta = theta - lr * grad
+
+        # Checks at the final iterate: a cold tight Lanczos as reference; cold at the
+        # tracker's tolerance (HVP count without warm start); power iteration.
+        final = theta
+        ref = lanczos(obj.matvec(final), obj.dim, 1, tol=1e-10, max_iter=obj.dim, seed=config["seed"] + 1)
+        cold = lanczos(obj.matvec(final), obj.dim, config["k"], tol=config["tol"], seed=config["seed"] + 1)
+        power = power_iteration(obj.matvec(final), obj.dim, tol=1e-6, max_iter=300, seed=config["seed"] + 1)
+        ref_top = float(ref.eigenvalues[0])
+        power_err = np.abs(np.asarray(power.history) - ref_top) / abs(ref_top)
+        hit = np.nonzero(power_err <= 1e-3)[0]
+        lz1 = lanczos(obj.matvec(final), obj.dim, 1, tol=1e-6, seed=config["seed"] + 1)
+
+        arr = tracker.arrays()
+        sharp_top = arr["sharpness_eigs"][:, 0]
+        rec_steps = arr["sharpness_steps"]
+        second_half = rec_steps >= steps / 2
+        val_obj = ModelObjective(model, loss_fn, data.X_val, data.Y_val if config["loss"] == "mse" else data.y_val)
+        summary = {
+            "activation": act, "dim": obj.dim, "n_train": int(data.X_train.shape[0]), "lr": lr,
+            "threshold_2_over_eta": 2.0 / lr, "diverged_at": diverged_at,
+            "initial_loss": float(losses[0]), "final_loss": float(losses[np.isfinite(losses)][-1]),
+            "val_loss": val_obj.value(final),
+            "initial_sharpness": float(sharp_top[0]), "max_sharpness": float(sharp_top.max()),
+            "median_sharpness_second_half": float(np.median(sharp_top[second_half])),
+            "final_sharpness_tracked": float(sharp_top[-1]), "final_sharpness_reference": ref_top,
+            "reference_hvps": ref.n_matvec, "reference_residual": float(ref.residuals[0]),
+            "warm_hvps_final": int(arr["sharpness_hvps"][-1]), "cold_hvps_final": cold.n_matvec,
+            "total_tracking_hvps": int(arr["sharpness_hvps"].sum()), "records": int(rec_steps.size),
+            "lanczos_hvps_1e-6": lz1.n_matvec, "lanczos_err_1e-6": float(abs(lz1.eigenvalues[0] - ref_top) / abs(ref_top)),
+            "power_hvps_1e-3": int(hit[0] + 1) if hit.size else None, "power_hvps_run": power.n_matvec,
+            "power_final_err": float(power_err[-1]),
+            "kinks": {name: int(v.sum()) for name, v in kinks.items()},
+            "kink_evaluations": kink_total,
+        }
+        arrays = {"loss": losses, **arr}
+        for name, v in kinks.items():
+            arrays[f"kinks_{name}"] = v
+        return Result(self.name, dict(config), arrays, summary, self.claims(summary, config))
+
+    def claims(self, s: dict, config: dict) -> list[Claim]:
+        thr = s["threshold_2_over_eta"]
+        med = s["median_sharpness_second_half"] / thr
+        rel_err = abs(s["final_sharpness_tracked"] - s["final_sharpness_reference"]) / abs(s["final_sharpness_reference"])
+        tol = config["tol"]
+        out = [
+            Claim("GD does not diverge", EOS_SOURCE, "no divergence", f"diverged at {s['diverged_at']}"
+                  if s["diverged_at"] >= 0 else "no divergence", s["diverged_at"] < 0),
+            Claim("sharpness reaches 2/eta (edge of stability)", EOS_SOURCE, f">= 0.95 x 2/eta = {0.95 * thr:.4g}",
+                  s["max_sharpness"], bool(s["max_sharpness"] >= 0.95 * thr),
+                  f"initial sharpness {s['initial_sharpness']:.4g}"),
+            Claim("sharpness hovers at 2/eta over the second half (median / (2/eta))", EOS_SOURCE,
+                  "in [0.9, 1.1]", float(med), bool(0.9 <= med <= 1.1)),
+            Claim("tracked (warm-started) Lanczos sharpness agrees with a cold converged reference",
+                  "Lanczos residual bound", f"relative error <= {10 * tol:g}", float(rel_err), bool(rel_err <= 10 * tol),
+                  f"reference {s['final_sharpness_reference']:.10g} ({s['reference_hvps']} HVPs)"),
+        ]
+        if s["kinks"]:
+            k64, n64 = s["kinks"]["float64"], s["kink_evaluations"]["float64"]
+            k32, n32 = s["kinks"]["float32"], s["kink_evaluations"]["float32"]
+            out.append(Claim("ReLU pre-activations exactly 0 (autodiff took relu'(0) = 0) are rare in float64",
+                             "spec section 0 (kink convention)", "fraction < 1e-6",
+                             f"float64 {k64} of {n64}; float32 {k32} of {n32}", bool(k64 < 1e-6 * n64),
+                             "counted at every training step over all ReLU inputs"))
+        else:
+            out.append(Claim("ReLU pre-activations exactly 0", "spec section 0 (kink convention)", "-",
+                             "-", None, f"activation {s['activation']} has no kink"))
+        return out
+
+    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
+        from ..report.curvature_plots import plot_sharpness
+
+        return [plot_sharpness(arrays, summary, outdir / "sharpness.png")]
+
+
+EXPERIMENT = Sharpness()

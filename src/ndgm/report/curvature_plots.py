@@ -1,0 +1,133 @@
+"""Figures of the curvature experiments (eos-huber, rates, sharpness), from stored arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .plots import _save  # noqa: E402
+
+__all__ = ["plot_eos_huber", "plot_rates", "plot_sharpness"]
+
+
+def _pick(n: int, m: int = 4) -> list[int]:
+    """Up to ``m`` indices spread over ``range(n)``."""
+    return sorted(set(np.linspace(0, n - 1, min(m, n)).round().astype(int).tolist()))
+
+
+def plot_eos_huber(arrays: dict, summary: dict, path: Path) -> Path:
+    """Paper Fig. 4: Huber loss and sharpness against iteration, ``2/eta`` lines; the quadratic diverges."""
+    loss, quad, sharp = arrays["huber_loss"], arrays["quad_loss"], arrays["sharpness"]
+    fac, etas = arrays["eta_factors"], arrays["etas"]
+    T, K = loss.shape
+    it = np.arange(T)
+    cmap = plt.get_cmap("viridis")
+    colours = [cmap(i / max(K - 1, 1)) for i in range(K)]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+
+    x = it + 1  # log-scaled iteration axes: the rise happens in the first few steps
+    ax = axes[0, 0]
+    for i in range(K):
+        ax.loglog(x, np.maximum(loss[:, i], 1e-32), color=colours[i], lw=1, label=f"eta = {fac[i]:.3g} x 2/lam")
+    ax.set(title=f"Huber loss (delta = {summary['delta']:g}): bounded at every eta",
+           xlabel="iteration + 1", ylabel="loss (floored at 1e-32)")
+    ax.legend(fontsize=7, ncol=2)
+
+    ax = axes[0, 1]
+    for i in _pick(K):
+        ax.semilogx(x, sharp[:, i], color=colours[i], lw=1.2, label=f"sharpness, eta = {fac[i]:.3g} x 2/lam")
+        ax.axhline(2 / etas[i], color=colours[i], ls="--", lw=1)
+    ax.axhline(summary["lambda_max"], color="k", ls=":", lw=1, label="lambda_max(X^T X)")
+    ax.set_ylim(-0.05 * summary["lambda_max"], 1.25 * max(summary["lambda_max"], 2 / etas.min()))
+    ax.set(title="Sharpness lambda_max(X^T D_k X); dashed: 2/eta (same colour)",
+           xlabel="iteration + 1", ylabel="sharpness")
+    ax.legend(fontsize=7, loc="center right")
+
+    ax = axes[1, 0]
+    xq = np.arange(quad.shape[0]) + 1
+    for i in range(K):
+        q = quad[:, i]
+        ok = np.isfinite(q)
+        # log10 on a linear axis: matplotlib's log locator overflows near the float64 maximum
+        lq = np.log10(np.maximum(q[ok], 1e-32))
+        ax.semilogx(xq[ok], lq, color=colours[i], lw=1)
+        if int(arrays["quad_diverged_at"][i]) >= 0 and ok.any():
+            ax.plot(xq[ok][-1], lq[-1], "x", color=colours[i], ms=8)
+    ax.axhline(np.log10(np.finfo(np.float64).max), color="grey", ls=":", lw=1, label="float64 maximum")
+    ax.legend(fontsize=7, loc="center right")
+    ax.set(title="Least squares, same sharpness: loss overflows (x) for every eta > 2/lam",
+           xlabel="iteration + 1", ylabel="log10 loss (floored at -32)")
+
+    ax = axes[1, 1]
+    ax.loglog(fac, np.maximum(summary["best_gap"], 1e-32), "o-", label="min_k L(w_k) - L*")
+    ax.loglog(fac, summary["bound_G"], "s--", label="R^2/(2 T eta) + G^2 eta/2")
+    ax.loglog(fac, summary["bound_observed"], "^--", label="(R^2 + eta^2 sum ||g_k||^2)/(2 eta T)")
+    ax.axvline(1.0, color="grey", lw=1, ls=":", label="eta = 2/lambda_max")
+    ax.set(title=f"Best loss vs the subgradient bounds (T = {T})", xlabel="eta / (2/lambda_max)",
+           ylabel="loss gap")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_rates(arrays: dict, summary: dict, path: Path) -> Path:
+    """Iterations to reach eps against 1/eps, measured and worst-case, log-log."""
+    inv = 1 / arrays["eps"]
+    cs, cn = arrays["counts_smooth"].astype(float), arrays["counts_nonsmooth"].astype(float)
+    cs[cs < 0] = np.nan
+    cn[cn < 0] = np.nan
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    ax.loglog(inv, np.maximum(cs, 0.8), "o-", color="tab:blue",
+              label=f"GD, step 1/L, least squares (slope {summary['slope_smooth']:.2f})")
+    ax.loglog(inv, arrays["bound_smooth"], "--", color="tab:blue", label="bound L R^2 / (2 eps)")
+    ax.loglog(inv, np.maximum(cn, 0.8), "s-", color="tab:red",
+              label=f"subgradient, step eps/G^2, LAD (slope {summary['slope_nonsmooth']:.2f})")
+    ax.loglog(inv, arrays["bound_nonsmooth"], "--", color="tab:red", label="bound R^2 G^2 / eps^2")
+    ax.set(title="Iterations to reach f - f* <= eps (count 0 drawn at 0.8)", xlabel="1 / eps",
+           ylabel="iterations")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    T = arrays["loss_smooth"].size
+    it = np.arange(1, T + 1)
+    ax.loglog(it, np.maximum(arrays["loss_smooth"], 1e-32), color="tab:blue", label="GD on least squares")
+    ln = arrays["loss_nonsmooth"]
+    for i in _pick(ln.shape[1], 3):
+        best = np.fmin.accumulate(ln[:, i])
+        ax.loglog(it, best, color=plt.get_cmap("Reds")(0.4 + 0.6 * i / max(ln.shape[1] - 1, 1)),
+                  label=f"subgradient best so far, eps = {arrays['eps'][i]:.2g}")
+    ax.set(title="Gap against iteration", xlabel="iteration + 1", ylabel="f - f* (floored at 1e-32)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_sharpness(arrays: dict, summary: dict, path: Path) -> Path:
+    """Training loss and tracked top Hessian eigenvalues against step, with the 2/eta line."""
+    loss = arrays["loss"]
+    steps, eigs = arrays["sharpness_steps"], arrays["sharpness_eigs"]
+    fig, axes = plt.subplots(1, 3 if "kinks_float32" in arrays else 2, figsize=(15, 4.5))
+    ax = axes[0]
+    ax.semilogy(np.arange(loss.size), loss, color="tab:blue")
+    ax.set(title=f"Training loss ({summary['activation']} MLP, {summary['dim']} parameters)",
+           xlabel="GD step", ylabel="loss")
+    ax = axes[1]
+    for j in range(eigs.shape[1]):
+        ax.plot(steps, eigs[:, j], "o-", ms=3, label=f"lambda_{j + 1} (Lanczos)")
+    ax.axhline(summary["threshold_2_over_eta"], color="k", ls="--", label=f"2/eta = {summary['threshold_2_over_eta']:.3g}")
+    ax.set(title=f"Top Hessian eigenvalues ({int(arrays['sharpness_hvps'].sum())} HVPs in all)",
+           xlabel="GD step", ylabel="eigenvalue")
+    ax.legend(fontsize=8)
+    if "kinks_float32" in arrays:
+        ax = axes[2]
+        for name, c in (("float32", "tab:orange"), ("float64", "tab:green")):
+            k = arrays[f"kinks_{name}"]
+            ax.plot(np.arange(k.size), k, color=c, label=f"{name}: {int(k.sum())} in all")
+        top = max(int(arrays["kinks_float32"].max()), int(arrays["kinks_float64"].max()), 1)
+        ax.set_ylim(-0.05 * top, 1.1 * top)
+        ax.set(title="ReLU inputs exactly 0 per step", xlabel="GD step", ylabel="count")
+        ax.legend(fontsize=8)
+    return _save(fig, path)

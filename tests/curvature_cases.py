@@ -1,0 +1,57 @@
+"""One shared list of small curvature cases (curvlinops style): model, loss, data, dtype.
+
+Every curvature operator (HVP, chunked HVP, Lanczos, power iteration, problem HVPs) is
+checked against the dense float64 Hessian on each case. A new case tests them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ndgm.analysis.curvature import ModelObjective, cross_entropy_sum, mse_sum
+from ndgm.nets.mlp import make_mlp
+
+
+def huber_sum(outputs, targets, delta=0.3):
+    return nn.functional.huber_loss(outputs, targets.reshape(outputs.shape), reduction="sum", delta=delta)
+
+
+@dataclass
+class CurvatureCase:
+    name: str
+    make_model: Callable[[], nn.Module]
+    loss_fn: Callable
+    n: int
+    in_dim: int
+    out_dim: int
+    classes: bool = False
+    seed: int = 0
+
+    def data(self, dtype=torch.float64):
+        g = torch.Generator().manual_seed(100 + self.seed)
+        X = torch.randn(self.n, self.in_dim, generator=g, dtype=torch.float64)
+        if self.classes:
+            Y = torch.randint(0, self.out_dim, (self.n,), generator=g)
+        else:
+            Y = torch.randn(self.n, self.out_dim, generator=g, dtype=torch.float64)
+            Y = Y.to(dtype)
+        return X.to(dtype), Y
+
+    def objective(self, chunk_size: int = 4096, dtype=torch.float64) -> ModelObjective:
+        X, Y = self.data(dtype)
+        return ModelObjective(self.make_model().to(dtype), self.loss_fn, X, Y, chunk_size=chunk_size)
+
+
+CASES = [
+    CurvatureCase("mlp-tanh-mse", lambda: make_mlp(4, (6, 5), 2, "tanh", seed=1), mse_sum, 13, 4, 2),
+    CurvatureCase("mlp-gelu-ce", lambda: make_mlp(4, (7,), 3, "gelu", seed=2), cross_entropy_sum, 11, 4, 3,
+                  classes=True, seed=1),
+    CurvatureCase("mlp-relu-mse", lambda: make_mlp(5, (8, 4), 2, "relu", seed=3), mse_sum, 17, 5, 2, seed=2),
+    CurvatureCase("linear-mse", lambda: make_mlp(5, (), 1, seed=4), mse_sum, 9, 5, 1, seed=3),
+    CurvatureCase("linear-huber", lambda: make_mlp(6, (), 1, seed=5, bias=False), huber_sum, 10, 6, 1, seed=4),
+]
+CASE_IDS = [c.name for c in CASES]

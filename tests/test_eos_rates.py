@@ -1,0 +1,195 @@
+"""eos-huber, rates and sharpness: numbers against closed forms and bounds; bad input; figures."""
+
+import numpy as np
+import pytest
+import torch
+
+from ndgm.analysis.curvature import lanczos, problem_hessian, problem_hvp
+from ndgm.analysis.rates import (
+    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_bound, subgradient_bound,
+)
+from ndgm.cli import main
+from ndgm.data.digits import load_digits_split
+from ndgm.errors import NdgmError
+from ndgm.experiments import EXPERIMENTS
+from ndgm.experiments.eos_huber import huber_data, huber_sharpness, rise_then_oscillate
+from ndgm.experiments.sharpness import mlp_param_count
+from ndgm.nets.mlp import count_parameters, make_mlp
+from ndgm.problems import HuberRegression, autograd_value_and_grad
+
+EOS_SMALL = dict(n=8, d=30, iterations=600, num_eta=6, eta_hi=50.0)
+RATES_SMALL = dict(n=60, d=6, eps_lo=3e-2, num_eps=5, iterations=1500)
+SHARP_SMALL = dict(width=16, depth=1, steps=40, every=10, n_train=200, lr=0.5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These problems are tiny: one thread avoids OpenMP spin contention on a shared, loaded CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def eos_result():
+    exp = EXPERIMENTS["eos-huber"]
+    return exp.run(exp.config(**EOS_SMALL))
+
+
+def test_eos_huber_bounded_and_quadratic_diverges_at_the_same_steps(eos_result):
+    r = eos_result
+    s, a = r.summary, r.arrays
+    fac = a["eta_factors"]
+    assert fac[0] == pytest.approx(0.5) and fac[-1] == pytest.approx(50.0)
+    # The engine records every Huber run as alive and every least-squares run above 2/lambda as diverged.
+    assert (a["huber_diverged_at"] == -1).all()
+    np.testing.assert_array_equal(a["quad_diverged_at"] >= 0, fac > 1)
+    assert np.isfinite(a["huber_loss"]).all()
+    # Divergence iterations follow the linear growth |1 - eta lam|^k of the top mode (within 2 steps).
+    above = fac > 1
+    pred = np.asarray(s["quad_predicted_divergence"])[above]
+    assert np.all(np.abs(a["quad_diverged_at"][above] - pred) <= 2)
+    # Prop. 5.1 at finite T, both forms.
+    assert np.all(np.asarray(s["best_gap"]) <= np.asarray(s["bound_observed"]))
+    assert np.all(np.asarray(s["bound_observed"]) <= np.asarray(s["bound_G"]) * (1 + 1e-12))
+    # Below the threshold GD converges and the sharpness there is lambda_max(X^T X).
+    X, y = huber_data(8, 30, 0)
+    lam = float(torch.linalg.eigvalsh(X.T @ X)[-1])
+    assert s["lambda_max"] == pytest.approx(lam, rel=1e-12)
+    np.testing.assert_allclose(np.asarray(s["final_sharpness"])[~above], lam, rtol=1e-10)
+    assert np.all(np.asarray(s["final_loss"])[~above] <= 1e-20)
+    assert any(sh["rises_then_oscillates"] for sh in s["shapes"])
+    assert all(c.passed for c in r.claims), [c.claim for c in r.claims if not c.passed]
+
+
+def test_huber_sharpness_matches_lanczos_on_dense_hessian():
+    X, y = huber_data(8, 30, 1)
+    problem = HuberRegression(X, y, 0.5)
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(4, 30, generator=g, dtype=torch.float64) * 0.5
+    H = problem_hessian(problem, W)
+    expect = torch.linalg.eigvalsh(H)[:, -1]
+    got = huber_sharpness(X, y, 0.5, W)
+    torch.testing.assert_close(got, expect, rtol=1e-10, atol=1e-12)
+    for k in range(4):
+        def mv(v, k=k):
+            V = torch.zeros_like(W)
+            V[k] = v
+            return problem_hvp(problem, W, V)[k]
+        res = lanczos(mv, 30, 1, tol=1e-12)
+        assert res.eigenvalues[0] == pytest.approx(float(expect[k]), rel=1e-9, abs=1e-12)
+
+
+def test_rise_then_oscillate_detector():
+    k = np.arange(400)
+    assert rise_then_oscillate(1 + 0.5 * (k > 0) + 0.1 * (-1.0) ** k)["rises_then_oscillates"]
+    assert not rise_then_oscillate(np.exp(-k / 10.0))["rises"]
+    settled = rise_then_oscillate(np.r_[4.0, 1e-31 * (1 + 0.5 * (-1.0) ** k)])  # rounding noise at the limit 0
+    assert not settled["oscillates"]
+    assert not rise_then_oscillate(1 + 0.5 * (k > 0) + 0 * k)["oscillates"]
+
+
+def test_rates_counts_within_bounds_and_nonsmooth_grow_faster():
+    exp = EXPERIMENTS["rates"]
+    r = exp.run(exp.config(**RATES_SMALL))
+    s, a = r.summary, r.arrays
+    cs, cn = a["counts_smooth"], a["counts_nonsmooth"]
+    assert (cs >= 0).all() and (cn >= 0).all()
+    assert np.all(cs <= a["bound_smooth"]) and np.all(cn <= a["bound_nonsmooth"])
+    np.testing.assert_allclose(a["bound_smooth"], s["L"] * s["R"] ** 2 / (2 * a["eps"]))
+    np.testing.assert_allclose(a["bound_nonsmooth"], (s["R"] * s["G"] / a["eps"]) ** 2)
+    assert s["slope_nonsmooth"] > s["slope_smooth"]
+    assert np.all(np.diff(cn) >= 0)  # smaller eps never needs fewer iterations
+    assert all(c.passed for c in r.claims)
+
+
+def test_rate_problems_share_minimiser_and_match_autograd():
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    w_star = torch.randn(5, generator=g, dtype=torch.float64)
+    y = X @ w_star
+    ls, lad = LeastSquares(X, y), LeastAbsoluteDeviations(X, y)
+    torch.testing.assert_close(ls.minimiser(), w_star, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(lad.minimiser(), w_star, rtol=1e-10, atol=1e-12)
+    W = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    for p in (ls, lad):
+        v, gr = p.value_and_grad(W)
+        v2, g2 = autograd_value_and_grad(p.value, W)
+        torch.testing.assert_close(v, v2, rtol=1e-14, atol=0)
+        torch.testing.assert_close(gr, g2, rtol=1e-12, atol=1e-14)
+    assert ls.smoothness == pytest.approx(float(torch.linalg.eigvalsh(X.T @ X)[-1]) / 30, rel=1e-12)
+    # G bounds every subgradient norm
+    S = torch.sgn(torch.randn(1000, 30, generator=g, dtype=torch.float64))
+    assert float(torch.linalg.vector_norm(S @ X / 30, dim=1).max()) <= lad.lipschitz
+
+
+def test_rate_helpers():
+    gap = np.array([5.0, 3.0, 4.0, 0.5, 0.6, 0.01])
+    np.testing.assert_array_equal(iterations_to_reach(gap, np.array([4.0, 1.0, 0.02, 1e-3])), [1, 3, 5, -1])
+    two = np.stack([gap, gap[::-1]], 1)
+    np.testing.assert_array_equal(iterations_to_reach(two, np.array([0.5, 0.5])), [3, 0])
+    x = np.logspace(0, 3, 7)
+    assert loglog_slope(x, 3 * x ** 1.7) == pytest.approx(1.7, rel=1e-12)
+    assert smooth_bound(2.0, 3.0, np.array([0.5]))[0] == pytest.approx(18.0)
+    assert subgradient_bound(2.0, 3.0, np.array([0.5]))[0] == pytest.approx(144.0)
+
+
+def test_sharpness_experiment_small(tmp_path):
+    exp = EXPERIMENTS["sharpness"]
+    cfg = exp.config(**SHARP_SMALL)
+    r = exp.run(cfg)
+    a, s = r.arrays, r.summary
+    assert s["dim"] == mlp_param_count(64, 16, 1, 10) == 64 * 16 + 16 + 16 * 10 + 10
+    np.testing.assert_array_equal(a["sharpness_steps"], [0, 10, 20, 30, 40])
+    assert a["sharpness_eigs"].shape == (5, 2) and np.all(np.diff(a["sharpness_eigs"], axis=1) <= 0)
+    assert abs(s["final_sharpness_tracked"] - s["final_sharpness_reference"]) <= 1e-4 * s["final_sharpness_reference"]
+    assert a["kinks_float32"].shape == a["kinks_float64"].shape == (41,)
+    assert s["kink_evaluations"]["float64"] == 41 * 200 * 16
+    paths = exp.plot(a, s, cfg, tmp_path)
+    assert all(p.exists() and p.stat().st_size > 10_000 for p in paths)
+
+
+def test_figures_rebuild_from_arrays(eos_result, tmp_path):
+    exp = EXPERIMENTS["eos-huber"]
+    paths = exp.plot(eos_result.arrays, eos_result.summary, eos_result.config, tmp_path)
+    assert all(p.exists() and p.stat().st_size > 10_000 for p in paths)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "sharpness", "--k", "100000"], "--k must be at most the number of parameters"),
+    (["run", "sharpness", "--lr", "0"], "--lr must be a finite number > 0"),
+    (["run", "sharpness", "--lr", "-0.1"], "--lr must be a finite number > 0"),
+    (["run", "sharpness", "--activation", "sigmoid"], "--activation must be one of relu, gelu, tanh"),
+    (["run", "eos-huber", "--n", "50", "--d", "10"], "--d must exceed --n"),
+    (["run", "eos-huber", "--eta-hi", "0.5"], "--eta-hi must be > 1"),
+    (["run", "rates", "--eps-lo", "2"], "--eps-lo must be < --eps-hi"),
+    (["run", "rates", "--eps-hi", "-1"], "--eps-hi must be a finite number > 0"),
+])
+def test_bad_input_exit_2(argv, needle, capsys, tmp_path):
+    rc = main(argv + ["--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("ndgm: error: ") and err.count("\n") == 1 and needle in err
+
+
+def test_cli_runs_rates_and_stores_claims(tmp_path, capsys):
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in RATES_SMALL.items()]
+    assert main(["run", "rates", *args, "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "reproduced" in out
+
+
+def test_digits_and_mlp():
+    a = load_digits_split(0)
+    b = load_digits_split(0)
+    assert torch.equal(a.X_train, b.X_train) and a.X_train.shape == (1438, 64) and a.X_val.shape == (359, 64)
+    assert float(a.X_train.mean(0).abs().max()) < 1e-12
+    assert not torch.equal(load_digits_split(1).y_train, a.y_train)
+    assert a.Y_train.shape == (1438, 10) and torch.equal(a.Y_train.argmax(1), a.y_train)
+    with pytest.raises(NdgmError, match="n_train"):
+        load_digits_split(0, n_train=5000)
+    m = make_mlp(64, (32, 32), 10, "gelu", seed=3)
+    assert count_parameters(m) == mlp_param_count(64, 32, 2, 10)
+    assert torch.equal(m[0].weight, make_mlp(64, (32, 32), 10, "gelu", seed=3)[0].weight)
+    with pytest.raises(NdgmError, match="activation"):
+        make_mlp(4, (3,), 1, "sigmoid")
