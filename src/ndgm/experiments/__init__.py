@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..errors import NdgmError
 from .base import Claim, Experiment, Param, Result
 from .capture import EXPERIMENT as _capture
+from .activations import EXPERIMENT as _activations
+from .l1_deep import EXPERIMENT as _l1_deep
 from .gdmap_1d import EXPERIMENT as _gdmap_1d
 from .stability_toy import EXPERIMENT as _stability_toy
 from .bifurcation import EXPERIMENT as _bifurcation
@@ -15,7 +17,7 @@ from .eos_huber import EXPERIMENT as _eos_huber
 from .rates import EXPERIMENT as _rates
 from .sharpness import EXPERIMENT as _sharpness
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture, _gdmap_1d, _stability_toy, _bifurcation, _sgd_montecarlo, *_lasso_toys, *_lasso_general, _eos_huber, _rates, _sharpness)}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (_capture, _activations, _l1_deep, _gdmap_1d, _stability_toy, _bifurcation, _sgd_montecarlo, *_lasso_toys, *_lasso_general, _eos_huber, _rates, _sharpness)}
 
 
 def get_experiment(name: str) -> Experiment:

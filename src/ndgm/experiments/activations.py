@@ -1,0 +1,229 @@
+"""Smoothness of the activation and speed of convergence (paper Fig. 2, appendix A.2).
+
+Every depth (VGG11/13/16/19 of spec section 2) x activation (ReLU, GELU, Softplus beta 100
+and 1000) x BatchNorm off/on is trained with Adam (lr 1e-3, batch 128, 20 epochs in the
+paper), the seed reset before each model so that models differ only in their activation.
+Recorded per epoch: mean train loss, validation loss and accuracy.
+
+The claims are computed from the curves, not read off a figure:
+
+* *epochs to target*: the first (linearly interpolated, fractional) epoch at which the
+  train-loss curve is at or below ``target_loss``; a curve that never gets there is
+  censored at ``epochs + 1``. Without BatchNorm GELU should need fewer epochs than ReLU.
+* *gap*: the mean over epochs of ``loss_ReLU - loss_GELU`` (the area between the two curves
+  per epoch; positive = GELU ahead). Without BatchNorm it should grow with depth (deepest >
+  shallowest); with BatchNorm it should shrink (mean |gap| with BN < mean gap without).
+
+Defaults are the paper's (CIFAR-10 with ``--data-dir``); without ``--data-dir`` the offline
+digits are used. The quick configuration (ReLU and GELU only -- Softplus is exploratory in
+the paper -- 512 training images, batch 16, 15 epochs = 480 steps per model, no augmentation,
+one CPU thread) runs on a 2-core CPU in a few minutes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..device import resolve_device, resolve_dtype
+from ..errors import NdgmError
+from ..nets.vgg import VGG_CONFIGS, SmallVGG, make_activation
+from .base import Claim, Experiment, Param, Result
+from ..training import checkpoint_folder, seeded
+
+ALL_ACTIVATIONS = "relu,gelu,softplus100,softplus1000"
+
+
+def parse_list(name: str, text: str) -> list[str]:
+    """``'a, b,c'`` -> ``['a', 'b', 'c']`` (lower case); an empty list is an `NdgmError`."""
+    items = [t.strip().lower() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise NdgmError(f"--{name.replace('_', '-')} must list at least one entry, got {text!r}")
+    return items
+
+
+def common_deep_params(train_size_quick: int | None, val_size_quick: int | None) -> tuple[Param, ...]:
+    """Data, checkpoint and resume parameters shared by the deep-network experiments."""
+    return (
+        Param("data_dir", "", "str", "CIFAR-10 python folder (cifar-10-batches-py); empty = offline digits"),
+        Param("train_size", 0, "int", "use the first N training images, 0 = all", minimum=0, quick=train_size_quick),
+        Param("val_size", 0, "int", "use the first N validation images, 0 = all", minimum=0, quick=val_size_quick),
+        Param("checkpoint_dir", "", "str", "folder for per-epoch checkpoints (default: <runs>/checkpoints)"),
+        Param("resume", False, "bool", "continue from the checkpoints of an interrupted run with this config"),
+        Param("threads", 0, "int", "CPU threads for torch, 0 = torch's default (on a shared CPU 1 avoids "
+              "oversubscription, often 10x faster)", minimum=0, quick=1),
+    )
+
+
+class cpu_threads:
+    """Context: ``torch.set_num_threads(n)`` inside (``n = 0``: unchanged), restored on exit."""
+
+    def __init__(self, n: int):
+        self.n, self.old = int(n), torch.get_num_threads()
+
+    def __enter__(self):
+        if self.n > 0:
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+        return False
+
+
+def load_data(config: dict, normalisation: str):
+    """The experiment's images: CIFAR-10 from ``--data-dir`` or the digits, cut to the sizes asked."""
+    from ..data.images import load_images
+
+    return load_images(config["data_dir"] or None, normalisation).subset(config["train_size"], config["val_size"])
+
+
+def epochs_to_target(curve: np.ndarray, target: float) -> float:
+    """First fractional epoch (1-based, linear interpolation) with ``curve <= target``;
+    ``len(curve) + 1`` when it never gets there (censored)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    hit = np.flatnonzero(curve <= target)
+    if hit.size == 0:
+        return float(curve.size + 1)
+    k = int(hit[0])
+    if k == 0:
+        return 1.0
+    a, b = curve[k - 1], curve[k]
+    frac = (a - target) / (a - b) if a != b else 1.0
+    return float(k + frac)  # epochs are 1-based: index k-1 is epoch k
+
+
+class Activations(Experiment):
+    name = "activations"
+    title = "Smooth activations converge faster than ReLU without BatchNorm"
+    source = "paper Fig. 2 / appendix A.2"
+    params = (
+        Param("depths", "vgg11,vgg13,vgg16,vgg19", "str", "comma-separated VGG configurations (paper: all four)"),
+        Param("activations", ALL_ACTIVATIONS, "str", "comma-separated activations: relu, gelu, softplusBETA "
+              "(paper: relu,gelu,softplus100,softplus1000)", quick="relu,gelu"),
+        Param("batch_norm", "both", "str", "BatchNorm: off, on or both (paper: both)", choices=("off", "on", "both")),
+        Param("epochs", 20, "int", "epochs per model (paper: 20)", quick=15),
+        Param("batch_size", 128, "int", "minibatch size, 0 = full batch (paper: 128)", minimum=0, quick=16),
+        Param("lr", 1e-3, "pos", "Adam learning rate (paper: 1e-3)"),
+        Param("seed", 19, "int", "seed reset before every model (paper: 19)", minimum=0),
+        Param("augment", True, "bool", "RandomCrop(32, pad 4) + horizontal flip (paper: on)", quick=False),
+        Param("target_loss", 1.0, "pos", "train loss whose first crossing is compared (epochs to target)"),
+        *common_deep_params(train_size_quick=512, val_size_quick=200),
+    )
+    overrides = {"dtype": "float32"}
+
+    def validate(self, config):
+        depths = parse_list("depths", config["depths"])
+        bad = [d for d in depths if d not in VGG_CONFIGS]
+        if bad:
+            raise NdgmError(f"--depths: unknown configuration {bad[0]!r}; choose from {', '.join(VGG_CONFIGS)}")
+        acts = parse_list("activations", config["activations"])
+        for a in acts:
+            try:
+                make_activation(a)
+            except NdgmError as e:
+                raise NdgmError(f"--activations: {e}") from None
+        if len(set(acts)) != len(acts) or len(set(depths)) != len(depths):
+            raise NdgmError("--depths and --activations must not repeat an entry")
+
+    def run(self, config: dict, progress: bool = False) -> Result:
+        with cpu_threads(config["threads"]):
+            return self._run(config, progress)
+
+    def _run(self, config: dict, progress: bool) -> Result:
+        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+        depths = parse_list("depths", config["depths"])
+        acts = parse_list("activations", config["activations"])
+        bns = {"off": [False], "on": [True], "both": [False, True]}[config["batch_norm"]]
+        data = load_data(config, normalisation="cifar").to(device)
+        E = config["epochs"]
+        shape = (len(bns), len(depths), len(acts), E)
+        curves = {k: np.full(shape, np.nan) for k in ("train_loss", "val_loss", "val_acc")}
+        folder = checkpoint_folder(self.name, config)
+        from ..training import train
+
+        models = [(i, j, k) for i in range(len(bns)) for j in range(len(depths)) for k in range(len(acts))]
+        for n, (i, j, k) in enumerate(models):
+            bn, depth, act = bns[i], depths[j], acts[k]
+            tag = f"{depth}-{act}-{'bn' if bn else 'nobn'}"
+            model = seeded(config["seed"], lambda: SmallVGG(depth, act, bn, data.num_classes)).to(device, dtype)
+            opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
+            hist = train(model, data, opt, epochs=E, batch_size=config["batch_size"], seed=config["seed"],
+                         augment=config["augment"], checkpoint=folder / f"{tag}.pt", resume=config["resume"],
+                         progress=progress, desc=f"[{n + 1}/{len(models)}] {tag}", dtype=dtype)
+            curves["train_loss"][i, j, k] = hist.train_loss
+            curves["val_loss"][i, j, k] = hist.val_loss
+            curves["val_acc"][i, j, k] = hist.val_acc
+        shutil.rmtree(folder, ignore_errors=True)  # finished: the run store holds the curves
+
+        summary = {"depths": depths, "activations": acts, "batch_norm": bns, "data": data.name,
+                   "n_train": data.n_train, "n_val": data.n_val}
+        summary.update(self.analyse(curves["train_loss"], depths, acts, bns, config["target_loss"]))
+        arrays = dict(curves)
+        return Result(self.name, dict(config), arrays, summary, self.claims(summary, config))
+
+    @staticmethod
+    def analyse(train_loss: np.ndarray, depths, acts, bns, target: float) -> dict:
+        """Epochs to target and ReLU-GELU gaps per (BatchNorm, depth)."""
+        out: dict = {"epochs_to_target": {}, "final_train_loss": {}}
+        for i, bn in enumerate(bns):
+            for j, d in enumerate(depths):
+                for k, a in enumerate(acts):
+                    key = f"{d}/{a}/{'bn' if bn else 'nobn'}"
+                    out["epochs_to_target"][key] = epochs_to_target(train_loss[i, j, k], target)
+                    out["final_train_loss"][key] = float(train_loss[i, j, k, -1])
+        if "relu" in acts and "gelu" in acts:
+            r, g = acts.index("relu"), acts.index("gelu")
+            for i, bn in enumerate(bns):
+                sfx = "bn" if bn else "nobn"
+                out[f"gap_{sfx}"] = [float(np.mean(train_loss[i, j, r] - train_loss[i, j, g]))
+                                     for j in range(len(depths))]
+                out[f"epochs_relu_{sfx}"] = [out["epochs_to_target"][f"{d}/relu/{sfx}"] for d in depths]
+                out[f"epochs_gelu_{sfx}"] = [out["epochs_to_target"][f"{d}/gelu/{sfx}"] for d in depths]
+        return out
+
+    def claims(self, s: dict, config: dict) -> list[Claim]:
+        src = "paper Fig. 2 / A.2"
+        E = config["epochs"]
+        why_missing = "needs relu and gelu in --activations"
+        if "gap_nobn" not in s and "gap_bn" not in s:
+            return [Claim("GELU vs ReLU comparisons", src, "-", "-", None, why_missing)]
+        out = []
+        depths = s["depths"]
+        if "gap_nobn" in s:
+            er, eg = s["epochs_relu_nobn"], s["epochs_gelu_nobn"]
+            faster = all(g < r for g, r in zip(eg, er))
+            out.append(Claim(f"without BN, GELU reaches train loss {config['target_loss']:g} in fewer epochs "
+                             "than ReLU at every depth", src, "epochs(GELU) < epochs(ReLU) for " + ",".join(depths),
+                             f"GELU {_fmt(eg)} vs ReLU {_fmt(er)}", faster,
+                             f"fractional epochs; {E + 1} = not reached in {E} epochs"))
+            gap = s["gap_nobn"]
+            if len(depths) > 1:
+                grows = gap[-1] > gap[0]
+                out.append(Claim("without BN the ReLU-GELU gap grows with depth", src,
+                                 f"gap({depths[-1]}) > gap({depths[0]})", f"gaps {_fmt(gap)} ({','.join(depths)})",
+                                 grows, "gap = mean over epochs of train loss(ReLU) - train loss(GELU)"))
+        if "gap_nobn" in s and "gap_bn" in s:
+            nob, wb = float(np.mean(s["gap_nobn"])), float(np.mean(np.abs(s["gap_bn"])))
+            out.append(Claim("with BN the ReLU-GELU gap shrinks", src, "mean |gap| with BN < mean gap without BN",
+                             f"{wb:.4g} (BN) vs {nob:.4g} (no BN); per depth BN {_fmt(s['gap_bn'])}", wb < nob))
+        return out
+
+    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
+        from ..report.deep_plots import plot_activation_curves, plot_activation_gaps
+
+        paths = [plot_activation_curves(arrays, summary, "train_loss", outdir / "activations_train_loss.png"),
+                 plot_activation_curves(arrays, summary, "val_loss", outdir / "activations_val_loss.png")]
+        if "gap_nobn" in summary or "gap_bn" in summary:
+            paths.append(plot_activation_gaps(summary, config, outdir / "activations_gap.png"))
+        return paths
+
+
+def _fmt(xs) -> str:
+    return "[" + ", ".join(f"{x:.3g}" for x in xs) + "]"
+
+
+EXPERIMENT = Activations()

@@ -1,0 +1,290 @@
+"""Training loop for the deep-network experiments: deterministic, checkpointed, resumable.
+
+`train` runs ``epochs`` epochs of minibatch training of a classifier on an `ImageData`,
+minimising
+
+    L(theta) = mean_batch CE(model(x), y) + lam * sum_j |theta_j|
+
+where the L1 term is differentiated by autograd (NDGM, ``penalty='autograd'``; sgn(0) = 0)
+or only reported (``penalty='report'``: a proximal optimizer handles it in its step).
+
+Determinism: the global torch RNG (model code such as Dropout draws from it) is reset to
+``seed`` at the start and saved in every checkpoint; the batch order and the augmentation
+of epoch ``e`` come from a CPU generator seeded with ``(seed, e)``, so an epoch's data do
+not depend on what ran before. On the CPU the same seed gives the same losses to the last
+bit, and a run resumed from the checkpoint of epoch ``e`` continues exactly as the
+uninterrupted run. The caller's global RNG state is restored on return.
+
+Checkpoints (``checkpoint=PATH``) are written after every epoch to a temporary file in the
+same folder and renamed into place, so an interruption leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data.images import ImageData
+from .errors import NdgmError
+
+__all__ = ["History", "train", "evaluate", "l1_norm", "small_fraction", "exact_zero_fraction",
+           "make_optimizer", "OPTIMIZERS", "epoch_generator", "seeded", "checkpoint_folder"]
+
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "prox-sgd", "prox-adam")
+
+
+@dataclass
+class History:
+    """Per-epoch records of one training run (lists of length ``epochs_done``).
+
+    ``train_loss``: mean over the epoch's batches of the objective (CE + lam * ||theta||_1);
+    ``train_ce``: the same for the cross-entropy alone; ``val_loss`` / ``val_acc``: mean
+    cross-entropy and accuracy over the validation split in eval mode; ``l1``:
+    ``||theta||_1`` after the epoch.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    train_ce: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    l1: list[float] = field(default_factory=list)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.train_loss)
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=np.float64) for k, v in asdict(self).items()}
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """CPU generator for the batch order and augmentation of one epoch."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def l1_norm(model: nn.Module) -> torch.Tensor:
+    """``sum_j |theta_j|`` over every parameter (a 0-d tensor carrying gradients)."""
+    return sum(p.abs().sum() for p in model.parameters())
+
+
+def small_fraction(model: nn.Module, threshold: float = 1e-5) -> float:
+    """Fraction of parameters with ``|theta_j| < threshold`` (paper Table 2, in [0, 1])."""
+    with torch.no_grad():
+        small = sum(int((p.abs() < threshold).sum()) for p in model.parameters())
+        return small / sum(p.numel() for p in model.parameters())
+
+
+def exact_zero_fraction(model: nn.Module) -> float:
+    """Fraction of parameters exactly equal to 0.0."""
+    with torch.no_grad():
+        return sum(int((p == 0).sum()) for p in model.parameters()) / sum(p.numel() for p in model.parameters())
+
+
+def make_optimizer(name: str, params, lr: float, l1: float = 0.0) -> torch.optim.Optimizer:
+    """torch.optim SGD / RMSprop / Adam with library defaults, or `ndgm.sparse.optim`'s
+    ``ProxSGD`` / ``ProxAdam`` with L1 weight ``l1`` (these apply the penalty in their step)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name in ("prox-sgd", "prox-adam"):
+        try:
+            from .sparse import optim as sparse_optim
+        except ImportError:
+            raise NdgmError(f"optimizer {name!r} needs ndgm.sparse.optim, which is not available") from None
+        cls = sparse_optim.ProxSGD if name == "prox-sgd" else sparse_optim.ProxAdam
+        return cls(params, lr=lr, l1=l1)
+    raise NdgmError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageData, batch_size: int = 1000,
+             dtype: torch.dtype = torch.float32) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over the validation split, in eval mode (per-sample mean)."""
+    was_training = model.training
+    model.eval()
+    total, correct, n = 0.0, 0, data.n_val
+    for start in range(0, n, batch_size):
+        x, y = data.batch(slice(start, start + batch_size), train=False, dtype=dtype)
+        out = model(x)
+        total += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+    model.train(was_training)
+    return total / max(n, 1), correct / max(n, 1)
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise NdgmError(f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}); "
+                        "delete it or run without --resume") from None
+    if ck.get("fingerprint") != fingerprint:
+        diff = sorted(k for k in set(fingerprint) | set(ck.get("fingerprint", {}))
+                      if fingerprint.get(k) != ck.get("fingerprint", {}).get(k))
+        raise NdgmError(f"checkpoint {str(path)!r} belongs to a different run (differs in {', '.join(diff)}); "
+                        "delete it or run without --resume")
+    return ck
+
+
+def train(model: nn.Module, data: ImageData, optimizer: torch.optim.Optimizer, *, epochs: int, batch_size: int,
+          seed: int, l1: float = 0.0, penalty: str = "autograd", shuffle: bool = True, augment: bool = True,
+          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = False, desc: str = "",
+          dtype: torch.dtype = torch.float32, on_batch: Callable[[int, int], None] | None = None) -> History:
+    """Train ``model`` in place for ``epochs`` epochs and return its `History`.
+
+    Parameters
+    ----------
+    model, optimizer
+        Already on the data's device; the optimizer over ``model``'s parameters.
+    data : ImageData
+        On the model's device (`ImageData.to`).
+    batch_size : int
+        Minibatch size; ``0`` means full batch (one step per epoch on the whole split).
+    seed : int
+        Resets the global torch RNG at the start; seeds each epoch's order and augmentation.
+    l1 : float
+        ``lam`` of the objective ``CE + lam * ||theta||_1``.
+    penalty : {'autograd', 'report'}
+        ``'autograd'``: the L1 term is part of the differentiated loss (NDGM). ``'report'``:
+        it is only added to the recorded loss (the optimizer applies it, e.g. a prox step).
+    shuffle, augment : bool
+        Shuffle the training split each epoch (else in file order); apply `augment`.
+    checkpoint : path, optional
+        Written atomically after every epoch; with ``resume=True`` an existing one is loaded
+        and training continues from its epoch (a finished one returns its history at once).
+    on_batch : callable, optional
+        ``on_batch(epoch, batch)`` after every optimizer step (tests use it to interrupt).
+    """
+    if penalty not in ("autograd", "report"):
+        raise NdgmError(f"penalty must be autograd or report, got {penalty!r}")
+    n = data.n_train
+    bs = n if batch_size == 0 else min(batch_size, n)
+    fingerprint = {"n_train": n, "batch_size": bs, "seed": int(seed), "l1": float(l1), "penalty": penalty,
+                   "shuffle": bool(shuffle), "augment": bool(augment), "optimizer": type(optimizer).__name__,
+                   "n_params": sum(p.numel() for p in model.parameters()), "dtype": str(dtype)}
+    ckpath = Path(checkpoint) if checkpoint is not None else None
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    history = History()
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.manual_seed(seed)
+        start = 0
+        if ckpath is not None and resume and ckpath.exists():
+            ck = _load_checkpoint(ckpath, fingerprint)
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            history = History(**ck["history"])
+            start = ck["epoch"]
+            torch.set_rng_state(ck["rng"])
+            if cuda and ck.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ck["cuda_rng"], device)
+        if cuda:
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        n_batches = -(-n // bs)
+        epochs_bar = _bar(range(start, epochs), progress, desc or "train", "epoch", total=epochs, initial=start)
+        for epoch in epochs_bar:
+            model.train()
+            gen = epoch_generator(seed, epoch)
+            order = torch.randperm(n, generator=gen).to(device) if shuffle else torch.arange(n, device=device)
+            # Accumulate on the device: one host sync per epoch, not per batch.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            ce_sum = torch.zeros((), dtype=torch.float64, device=device)
+            for b in _bar(range(n_batches), progress, f"epoch {epoch + 1}", "batch", leave=False):
+                x, y = data.batch(order[b * bs:(b + 1) * bs], augment_with=gen if augment else None, dtype=dtype)
+                ce = nn.functional.cross_entropy(model(x), y)
+                if l1 and penalty == "autograd":
+                    objective = ce + l1 * l1_norm(model)
+                    loss = objective
+                else:
+                    objective = ce
+                    if l1:
+                        with torch.no_grad():  # reported, not differentiated: the optimizer applies it
+                            loss = ce.detach() + l1 * l1_norm(model)
+                    else:
+                        loss = ce
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                optimizer.step()
+                loss_sum += loss.detach()
+                ce_sum += ce.detach()
+                if on_batch is not None:
+                    on_batch(epoch, b)
+            history.train_loss.append(float(loss_sum) / n_batches)
+            history.train_ce.append(float(ce_sum) / n_batches)
+            vl, va = evaluate(model, data, dtype=dtype)
+            history.val_loss.append(vl)
+            history.val_acc.append(va)
+            with torch.no_grad():
+                history.l1.append(float(l1_norm(model)))
+            if progress:
+                epochs_bar.set_postfix(loss=f"{history.train_loss[-1]:.4g}", val=f"{vl:.4g}")
+            if ckpath is not None:
+                _atomic_save({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "history": asdict(history), "rng": torch.get_rng_state(),
+                              "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None,
+                              "fingerprint": fingerprint}, ckpath)
+    return history
+
+
+def _bar(it, progress: bool, desc: str, unit: str, leave: bool = True, total: int | None = None, initial: int = 0):
+    if not progress:
+        return _Silent(it)
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, unit=unit, leave=leave, total=total, initial=initial, dynamic_ncols=True)
+
+
+class _Silent:
+    """Iterable with tqdm's ``set_postfix`` as a no-op."""
+
+    def __init__(self, it):
+        self._it = it
+
+    def __iter__(self):
+        return iter(self._it)
+
+    def set_postfix(self, **_):
+        pass
+
+
+def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` with the global torch RNG reset to ``seed`` (the paper's "seed reset before
+    each model"), leaving the caller's RNG state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def checkpoint_folder(experiment: str, config: dict, root: str | Path | None = None) -> Path:
+    """``<root>/<experiment>-<hash>``: one folder per configuration (``resume``, ``device`` and
+    the folder itself excluded from the hash, so a resumed run finds its checkpoints)."""
+    from .store import DEFAULT_ROOT, config_hash
+
+    root = Path(root or config.get("checkpoint_dir") or (DEFAULT_ROOT / "checkpoints"))
+    key = {k: v for k, v in config.items() if k not in ("resume", "device", "checkpoint_dir")}
+    return root / f"{experiment}-{config_hash(experiment, key)}"

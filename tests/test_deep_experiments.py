@@ -1,0 +1,189 @@
+import numpy as np
+import pytest
+import torch
+
+from ndgm.cli import main
+from ndgm.experiments import EXPERIMENTS
+from ndgm.experiments.activations import Activations
+from ndgm.experiments.l1_deep import L1Deep
+from ndgm.nets.vgg import vgg16_state_shapes
+from ndgm.store import RunStore
+
+from test_training import make_cifar_dir
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+TINY = ["--train-size", "32", "--val-size", "16", "--epochs", "1", "--batch-size", "16", "--no-progress"]
+
+
+def test_registered():
+    assert {"activations", "l1-deep"} <= set(EXPERIMENTS)
+    for name in ("activations", "l1-deep"):
+        cfg = EXPERIMENTS[name].config(quick=True)
+        assert cfg["dtype"] == "float32" and cfg["data_dir"] == "" and cfg["train_size"] > 0
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "activations", "--depths", "vgg12"], "--depths: unknown configuration 'vgg12'"),
+    (["run", "activations", "--activations", "relu,swish"], "--activations: unknown activation 'swish'"),
+    (["run", "activations", "--batch-norm", "maybe"], "--batch-norm must be one of off, on, both"),
+    (["run", "activations", "--data-dir", "/no/such/dir"], "expected the CIFAR-10 python folder"),
+    (["run", "l1-deep", "--lams", "2,abc"], "--lams: 'abc' is not a number"),
+    (["run", "l1-deep", "--lams", "2,-1"], "must be a finite number > 0"),
+    (["run", "l1-deep", "--optimizers", "sgd,lbfgs"], "--optimizers: unknown 'lbfgs'"),
+    (["run", "l1-deep", "--prox-optimizers", "prox-rda"], "--prox-optimizers: unknown 'prox-rda'"),
+    (["run", "l1-deep", "--weights", "/no/such/file.pt"], "--weights '/no/such/file.pt': no such file"),
+    (["run", "l1-deep", "--resume", "perhaps"], "--resume must be true or false"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    rc = main(argv + ["--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("ndgm: error: ") and needle in err
+
+
+def test_wrong_shape_weights_exit_2_naming_the_key(tmp_path, capsys):
+    sd = {k: torch.zeros(1).expand(s) for k, s in vgg16_state_shapes().items()}
+    sd["classifier.0.weight"] = torch.zeros(1).expand(4096, 512)
+    torch.save(sd, tmp_path / "w.pt")
+    rc = main(["run", "l1-deep", "--weights", str(tmp_path / "w.pt"), *TINY, "--out", str(tmp_path / "runs"),
+               "--checkpoint-dir", str(tmp_path / "ck")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'classifier.0.weight'" in err and "[4096, 512]" in err and "[4096, 25088]" in err
+
+
+def test_malformed_data_dir_exit_2(tmp_path, capsys):
+    make_cifar_dir(tmp_path / "c")
+    (tmp_path / "c" / "test_batch").write_bytes(b"\x80\x04junk")
+    rc = main(["run", "activations", "--data-dir", str(tmp_path / "c"), *TINY, "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "test_batch" in err and "expected a pickled dict" in err and err.count("\n") == 1
+
+
+def test_activations_tiny_run_on_generated_cifar_through_the_cli(tmp_path, capsys):
+    make_cifar_dir(tmp_path / "c", n_per_batch=8, n_test=8)
+    rc = main(["run", "activations", "--data-dir", str(tmp_path / "c"), "--depths", "vgg11,vgg13",
+               "--activations", "relu,gelu", *TINY, "--augment", "true", "--out", str(tmp_path / "runs"),
+               "--checkpoint-dir", str(tmp_path / "ck")])
+    out = capsys.readouterr().out
+    assert rc in (0, 1), out  # 1: a claim differs on random pixels, which is allowed here
+    run = RunStore(tmp_path / "runs").runs()[0]
+    names = {p.name for p in run.path.iterdir()}
+    assert {"activations_train_loss.png", "activations_val_loss.png", "activations_gap.png"} <= names
+    a = run.arrays()
+    assert a["train_loss"].shape == (2, 2, 2, 1) and np.isfinite(a["train_loss"]).all()
+    assert run.result["summary"]["data"] == "cifar10" and run.result["summary"]["n_train"] == 32
+    assert len(run.result["claims"]) == 3
+    assert not list((tmp_path / "ck").glob("*/*.pt"))  # checkpoints removed once the run is stored
+
+
+def test_activations_analysis_from_known_curves():
+    E = 4
+    # (bn, depth, act, epoch): without BN GELU is ahead, more so at depth; with BN equal
+    tl = np.zeros((2, 2, 2, E))
+    tl[0, 0, 0] = [2.0, 1.6, 1.2, 0.8]  # vgg11 relu
+    tl[0, 0, 1] = [1.8, 1.2, 0.8, 0.6]  # vgg11 gelu
+    tl[0, 1, 0] = [2.3, 2.3, 2.2, 2.1]  # vgg19 relu: never reaches 1.0
+    tl[0, 1, 1] = [2.0, 1.4, 0.9, 0.7]
+    tl[1, :, 0] = tl[1, :, 1] = [1.5, 1.0, 0.7, 0.5]
+    names = {"depths": ["vgg11", "vgg19"]}
+    s = Activations.analyse(tl, names["depths"], ["relu", "gelu"], [False, True], 1.0) | names
+    assert s["epochs_relu_nobn"] == [3.5, 5.0] and s["epochs_gelu_nobn"] == pytest.approx([2.5, 2.8])
+    assert s["gap_nobn"] == pytest.approx([0.3, 0.975])
+    assert s["gap_bn"] == [0.0, 0.0]
+    claims = Activations().claims(s, {"epochs": E, "target_loss": 1.0})
+    assert [c.passed for c in claims] == [True, True, True]
+    s2 = Activations.analyse(tl[:, :, ::-1], names["depths"], ["relu", "gelu"], [False, True], 1.0) | names
+    assert [c.passed for c in Activations().claims(s2, {"epochs": E, "target_loss": 1.0})] == [False, False, False]
+
+
+def l1_config(tmp_path, **kw):
+    cfg = dict(optimizers="sgd,adam", lams="2,0.002", n_seeds=1, epochs=1, train_size=32, val_size=16,
+               batch_size=16, checkpoint_dir=str(tmp_path / "ck"))
+    cfg.update(kw)
+    return L1Deep().config(**cfg)
+
+
+def test_l1_deep_tiny_run_table_and_figures(tmp_path):
+    exp = L1Deep()
+    res = exp.run(l1_config(tmp_path, n_seeds=2))
+    s, a = res.summary, res.arrays
+    assert s["optimizers"] == ["sgd", "adam", "prox-sgd", "prox-adam"] and s["prox_available"]
+    assert a["small_pct"].shape == (4, 2, 2) and a["l1"].shape == (4, 2, 2, 1)
+    assert ((a["zero_pct"] >= 0) & (a["zero_pct"] <= a["small_pct"])).all()  # a zero is also small
+    lines = s["table2"].splitlines()
+    assert lines[2] == "| optimizer | lam=0.002 | lam=0.002 alt | lam=2 | lam=2 alt |"
+    assert lines[4].startswith("| sgd | ") and f"{a['small_pct'][0, 0, 1]:.2f}" in lines[4]
+    # prox at lam = 2: eta * lam = 0.006 zeroes many weights in two steps; NDGM none
+    assert (a["zero_pct"][2:, 0] > 10).all() and (a["zero_pct"][:2] < 0.1).all()
+    # the L1 norm after the epoch is what the model holds: lam = 2 shrinks it more than 0.002 with SGD
+    assert a["l1"][0, 0, 0, -1] < a["l1"][0, 1, 0, -1]
+    claims = {c.claim.split(":")[0]: c for c in res.claims}
+    assert {"sgd", "adam", "prox-sgd", "prox-adam"} <= set(claims)
+    paths = exp.plot(a, s, res.config, tmp_path)
+    assert {p.name for p in paths} == {"l1_deep.png", "table2.md"}
+    assert "exactly 0.0" in (tmp_path / "table2.md").read_text()
+
+
+def test_l1_deep_fresh_versus_leaking_optimizer_state(tmp_path):
+    exp = L1Deep()
+    kw = dict(optimizers="sgd,adam", prox_optimizers="none")
+    fresh = exp.run(l1_config(tmp_path, **kw)).arrays
+    leak = exp.run(l1_config(tmp_path, leak_optimizer_state=True, **kw)).arrays
+    # first lam (2): identical; SGD has no state, so its second run is identical too
+    assert np.array_equal(fresh["l1"][:, 0], leak["l1"][:, 0])
+    assert np.array_equal(fresh["l1"][0, 1], leak["l1"][0, 1])
+    # Adam's moments from the lam = 2 run leak into the lam = 0.002 run
+    assert not np.array_equal(fresh["l1"][1, 1], leak["l1"][1, 1])
+
+
+def test_l1_deep_claims_from_table2_numbers():
+    s = {"optimizers": ["sgd", "rmsprop", "adam"], "lams": [2.0, 0.002], "prox_available": False,
+         "prox_requested": ["prox-sgd"]}
+    small = np.array([[[0.18, 0.18], [90.13, 91.34]], [[2.61, 2.67], [0.02, 1.00]], [[2.89, 2.88], [90.76, 90.68]]])
+    arrays = {"small_pct": small, "zero_pct": np.zeros_like(small), "final_val_acc": np.zeros_like(small)}
+    claims = L1Deep().claims(arrays, s, {"threshold": 1e-5})
+    assert [c.passed for c in claims] == [True, True, True, None]
+    assert "not run here (ProxSGD unavailable" in claims[-1].detail
+    arrays["small_pct"][2] = [[2.37, 2.30], [2.36, 2.29]]  # Adam with lam making no difference
+    assert [c.passed for c in L1Deep().claims(arrays, s, {"threshold": 1e-5})] == [True, False, True, None]
+
+
+def test_activations_resume_after_interruption_gives_the_uninterrupted_result(tmp_path, monkeypatch):
+    import ndgm.training as training
+
+    exp = Activations()
+    cfg = exp.config(depths="vgg11", activations="relu,gelu", batch_norm="both", epochs=2, train_size=32,
+                     val_size=16, batch_size=16, checkpoint_dir=str(tmp_path / "ck"))
+    whole = exp.run(cfg).arrays
+    real_train, calls = training.train, []
+
+    def interrupted(*args, **kw):  # the third model stops in its second epoch
+        calls.append(kw["desc"])
+        if len(calls) == 3:
+            kw["on_batch"] = lambda e, b: (_ for _ in ()).throw(KeyboardInterrupt) if e == 1 else None
+        return real_train(*args, **kw)
+
+    monkeypatch.setattr(training, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exp.run(cfg)
+    assert len(list((tmp_path / "ck").glob("*/*.pt"))) == 3  # two finished models, one after epoch 1
+    steps = []
+
+    def counting(*args, **kw):
+        steps.append(0)
+        kw["on_batch"] = lambda e, b: steps.__setitem__(-1, steps[-1] + 1)
+        return real_train(*args, **kw)
+
+    monkeypatch.setattr(training, "train", counting)
+    resumed = exp.run(cfg | {"resume": True}).arrays
+    assert steps == [0, 0, 2, 4]  # finished models are not retrained; the third redoes its second epoch only
+    for k in whole:
+        assert np.array_equal(whole[k], resumed[k]), k
