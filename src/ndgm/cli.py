@@ -28,10 +28,19 @@ from .store import DEFAULT_ROOT, RunStore, ensure_writable, write_json
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2."""
+    """argparse, but a usage error is one line and exit code 2, and no prefix matching of flags
+    (``--p`` must not silently mean ``--p1``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise NdgmError(message)
+
+
+def _show(value) -> str:
+    return f"{value:.12g}" if isinstance(value, float) else str(value)
 
 
 def _flag(name: str) -> str:
@@ -55,8 +64,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                 help=f"{prm.help} (default: {prm.default})")
             else:
                 ep.add_argument(_flag(prm.name), dest=prm.name, default=None, metavar=prm.name.upper(),
-                                help=f"{prm.help} (default: {prm.default}"
-                                + (f"; quick: {prm.quick}" if prm.quick is not None else "") + ")")
+                                help=f"{prm.help} (default: {_show(prm.default)}"
+                                + (f"; quick: {_show(prm.quick)}" if prm.quick is not None else "") + ")")
         _common_run_flags(ep)
 
     lst = sub.add_parser("list", help="list experiments and stored runs")
