@@ -11,6 +11,7 @@ from ndgm.problems import L1Penalty
 from ndgm.analysis.sparsity import sparsity_audit
 from ndgm.sparse import (RDA, L1Regression, LassoObjective, ProxAdam, ProxSGD, fista, ista, l1_certificate,
                          lasso_objective, soft_threshold)
+from ndgm.sparse import solvers
 from ndgm.sparse.solvers import single_threaded
 
 ALPHAS = [0.01, 0.05, 0.2]
@@ -260,3 +261,71 @@ def test_audit_after_proxsgd_training_shows_exact_zeros(diabetes):
         (0.5 * (lin(Xt)[:, 0] - yt).pow(2).mean()).backward()
         opt.step()
     assert sparsity_audit(lin).total.exact_zeros == 7
+
+
+def wide_instance(seed, n=12, d=30, k=4):
+    rs = np.random.RandomState(seed)
+    X = rs.randn(n, d)
+    w = np.zeros(d)
+    w[:k] = 3 * rs.randn(k)
+    return X, X @ w + 0.05 * rs.randn(n)
+
+
+@pytest.mark.parametrize("solver", [ista, fista])
+def test_gram_and_data_forms_agree_and_match_sklearn(solver, diabetes):
+    # Tall problems (n >= d) default to the Gram form, wide ones to the data form; force each both ways.
+    for X, y, alphas in ((*diabetes, ALPHAS), (*random_instance(3), [0.02, 0.3]), (*wide_instance(4), [0.05, 0.5])):
+        gram = solver(X, y, alphas, tol=1e-12, gram=True)
+        data = solver(X, y, alphas, tol=1e-12, gram=False)
+        auto = solver(X, y, alphas, tol=1e-12)
+        assert torch.equal(auto.coef, (gram if X.shape[0] >= X.shape[1] else data).coef)
+        assert bool(gram.converged.all()) and bool(data.converged.all())
+        assert torch.equal(gram.coef == 0, data.coef == 0)
+        assert torch.allclose(gram.coef, data.coef, rtol=0, atol=1e-10)
+        torch.testing.assert_close(gram.step, data.step, rtol=1e-12, atol=0)
+        for k, a in enumerate(alphas):
+            assert_matches_sklearn(X, y, a, data.coef[k].numpy())
+            assert_matches_sklearn(X, y, a, gram.coef[k].numpy())
+
+
+def test_backtracking_recovers_from_an_underestimated_lipschitz_constant(monkeypatch, diabetes):
+    X, y = diabetes
+    L = float(np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1])
+    honest = fista(X, y, ALPHAS, tol=1e-12)
+    assert torch.allclose(honest.step, torch.full((3,), 1 / L, dtype=torch.float64), rtol=1e-12)
+    lipschitz = solvers._Backend.lipschitz
+    monkeypatch.setattr(solvers._Backend, "lipschitz", lambda self, A: lipschitz(self, A) / 64)
+    for gram in (True, False):
+        res = fista(X, y, ALPHAS, tol=1e-12, gram=gram)
+        assert bool(res.converged.all())
+        # L climbed by doublings from lambda_max / 64 and stopped at lambda_max (2^6 times the start,
+        # exactly), where the sufficient-decrease test can no longer fail.
+        torch.testing.assert_close(res.step, torch.full((3,), 1 / L, dtype=torch.float64), rtol=1e-12, atol=0)
+        for k, a in enumerate(ALPHAS):
+            assert_matches_sklearn(X, y, a, res.coef[k].numpy())
+    # without backtracking the underestimate is kept: the step is the (too long) 64 / L
+    assert float(fista(X, y, 0.05, tol=1e-8, max_iter=50, backtracking=False).step[0]) == pytest.approx(64 / L)
+
+
+@pytest.mark.parametrize("solver", [ista, fista])
+def test_torch_loop_matches_numpy_loop(solver, monkeypatch, diabetes):
+    # Off the CPU the loop runs in torch; run that code here and compare with the numpy loop.
+    X, y = diabetes
+    ref = solver(X, y, ALPHAS, tol=1e-12)
+    monkeypatch.setattr(solvers, "_numpy_backend", lambda X: False)
+    for gram in (True, False):
+        res = solver(X, y, ALPHAS, tol=1e-12, gram=gram)
+        assert res.coef.dtype == torch.float64 and res.n_iter.dtype == torch.long
+        assert torch.equal(res.coef == 0, ref.coef == 0)
+        assert torch.allclose(res.coef, ref.coef, rtol=0, atol=1e-10)
+        assert bool(res.converged.all())
+
+
+def test_float32_input_stays_float32(diabetes):
+    X, y = (torch.as_tensor(v, dtype=torch.float32) for v in diabetes)
+    res = fista(X, y, ALPHAS, tol=1e-5)
+    assert res.coef.dtype == res.objective.dtype == res.step.dtype == torch.float32
+    assert bool(res.converged.all())
+    ref = fista(*diabetes, ALPHAS, tol=1e-12)
+    assert torch.equal(res.coef == 0, ref.coef == 0)
+    assert torch.allclose(res.coef.double(), ref.coef, atol=1e-4)

@@ -14,6 +14,7 @@ which is zero exactly at a minimiser.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -131,103 +132,256 @@ class SolverResult:
     step: Tensor
 
 
+class _Backend:
+    """The few array operations the solver loop needs, for numpy or torch arrays.
+
+    On the CPU the loop runs in numpy on zero-copy views of the tensors: for d = 10 a numpy
+    op costs under a microsecond and a torch op several, and a FISTA iteration is nothing
+    but tiny ops. Other devices (and dtypes numpy lacks) run the same loop in torch.
+    """
+
+    def __init__(self, use_numpy: bool, dtype: torch.dtype, device: torch.device):
+        self.numpy = use_numpy
+        if use_numpy:
+            self.mm, self.maximum, self.minimum = np.dot, np.maximum, np.minimum
+            # np.vecdot (numpy >= 2) is one gufunc call instead of a product and a reduction.
+            self.rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.add.reduce(a * b, -1))
+            self.rowmax = lambda v: np.maximum.reduce(v, 1)
+            self.pos = lambda v: np.maximum(v, 0.0)
+            self.sign, self.where = np.sign, np.where
+            self.array = lambda v: np.asarray(v, dtype=np.float64 if dtype == torch.float64 else np.float32)
+            self.index = lambda v: np.asarray(v, dtype=np.int64)
+            self.eye = lambda k: np.eye(k, dtype=self.array(0.0).dtype)
+        else:
+            self.mm, self.maximum, self.minimum = torch.matmul, torch.maximum, torch.minimum
+            self.rowdot = torch.linalg.vecdot
+            self.rowmax = lambda v: v.amax(1)
+            self.pos = lambda v: v.clamp_min(0.0)
+            self.sign, self.where = torch.sign, torch.where
+            self.array = lambda v: torch.as_tensor(v, dtype=dtype, device=device)
+            self.index = lambda v: torch.as_tensor(v, dtype=torch.long, device=device)
+            self.eye = lambda k: torch.eye(k, dtype=dtype, device=device)
+
+    def lipschitz(self, A) -> float:
+        """``lambda_max(A)`` of a symmetric matrix, in float64."""
+        if self.numpy:
+            return float(np.linalg.eigvalsh(A.astype(np.float64))[-1])
+        return lambda_max(A)
+
+
+def _numpy_backend(X: Tensor) -> bool:
+    """Run the solver loop in numpy (CPU float32/float64) rather than torch."""
+    return X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64)
+
+
+def _momentum_table(length: int) -> np.ndarray:
+    r"""``beta[c] = (t_{c-1} - 1) / t_c`` for ``c >= 1`` and ``beta[0] = 0``, where ``t_0 = 1``,
+    :math:`t_{c+1} = (1 + \sqrt{1 + 4 t_c^2}) / 2`: FISTA's extrapolation weight ``c`` steps after a (re)start."""
+    global _MOMENTUM
+    if _MOMENTUM.shape[0] < length:
+        t, beta = 1.0, [0.0]
+        for _ in range(1, max(length, 2 * _MOMENTUM.shape[0])):
+            t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            beta.append((t - 1) / t_next)
+            t = t_next
+        _MOMENTUM = np.asarray(beta)
+    return _MOMENTUM
+
+
+_MOMENTUM = np.zeros(0)
+
+
 def _prepare(X, y, alpha, W0, max_iter, tol):
     X = torch.as_tensor(X)
+    if X.ndim != 2:
+        raise NdgmError(f"X must be a 2-D array, got shape {tuple(X.shape)}")
     if not X.is_floating_point():
         X = X.to(torch.float64)
-    y = torch.as_tensor(y, dtype=X.dtype, device=X.device)
+    y = torch.as_tensor(y, dtype=X.dtype, device=X.device).reshape(-1)
+    if y.shape[0] != X.shape[0]:
+        raise NdgmError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]} rows, y has {y.shape[0]}")
     a = torch.as_tensor(alpha, dtype=X.dtype, device=X.device).reshape(-1)
-    if not bool(torch.isfinite(a).all()) or bool((a < 0).any()):
+    a_host = a.cpu().numpy()  # checked on the host: a few torch reductions would cost more than the solve
+    if not (np.isfinite(a_host).all() and (a_host >= 0).all()):
         raise NdgmError(f"alpha must be finite and >= 0, got {a.tolist()}")
-    problem = LassoObjective(X, y, a)
     K, d = a.shape[0], X.shape[1]
     if W0 is None:
         W = torch.zeros(K, d, dtype=X.dtype, device=X.device)
     else:
         W = torch.as_tensor(W0, dtype=X.dtype, device=X.device).reshape(-1, d).expand(K, d).clone()
+        if not np.isfinite(W.cpu().numpy()).all():
+            raise NdgmError("W0 must be finite")
+    if not np.isfinite(y.cpu().numpy()).all():  # (X is checked through lambda_max(X^T X))
+        raise NdgmError("X and y must be finite")
     max_iter = check_int("max_iter", max_iter)
     tol = check_positive("tol", tol)
-    return problem, a, W, max_iter, tol
+    return X, y, a, W, max_iter, tol
 
 
-def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking, check_every):
-    problem, a, W, max_iter, tol = _prepare(X, y, alpha, W0, max_iter, tol)
+def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking, check_every, gram):
+    X, y, a, W, max_iter, tol = _prepare(X, y, alpha, W0, max_iter, tol)
+    check_every = check_int("check_every", check_every)
+    device, dtype = X.device, X.dtype
+    n, d = X.shape
     K = a.shape[0]
-    dev, dt = W.device, W.dtype
-    pen = problem.penalty
-    L = torch.full((K,), problem.smoothness, dtype=dt, device=dev)
-    if backtracking:
-        L = L / 16  # start optimistic; the sufficient-decrease test doubles it where needed
-    Z = W.clone()  # extrapolated point (FISTA); equals W for ISTA
-    t_mom = torch.ones(K, dtype=dt, device=dev)
-    active = torch.ones(K, dtype=torch.bool, device=dev)
-    n_iter = torch.zeros(K, dtype=torch.long, device=dev)
-    F_prev = problem.value(W)
+    xp = _Backend(_numpy_backend(X), dtype, device)
+    Xb, yb, ab, W = (X.numpy(), y.numpy(), a.numpy(), W.numpy()) if xp.numpy else (X, y, a, W)
+    if gram is None:
+        gram = n >= d  # then one (d, d) mat-vec is cheaper than two (n, d) ones
+    # g(w) = (1/2n)||Xw - y||^2 has gradient w H - X^T y / n and Hessian H = X^T X / n.
+    if gram:
+        H = (Xb.T @ Xb) / n
+        Xty = (Xb.T @ yb) / n
+        L_exact = xp.lipschitz(H)
+
+        def grad(V):
+            return xp.mm(V, H) - Xty
+
+        def hess(D):
+            return xp.mm(D, H)
+    else:
+        Xs, XT = Xb / n, Xb.T
+        L_exact = xp.lipschitz(Xb @ XT if n < d else XT @ Xb) / n  # lambda_max(X^T X) = lambda_max(X X^T)
+
+        def grad(V):
+            return xp.mm(xp.mm(V, XT) - yb, Xs)
+
+        def hess(D):
+            return xp.mm(xp.mm(D, XT), Xs)
+    if not math.isfinite(L_exact):
+        raise NdgmError("X and y must be finite")
+    L_exact = L_exact if L_exact > 0 else 1.0  # X = 0: g is constant, any step is exact
+    slack = 1 + 1e-12  # rounding allowance in the sufficient-decrease test
+
+    out_W = W.copy() if xp.numpy else W.clone()
+    out_L, out_cert, out_iter = [L_exact] * K, [float("nan")] * K, [max_iter] * K
+    rows = list(range(K))  # configurations still running; converged ones leave the batch
+    L = [L_exact] * K
+    alpha_col = ab[:, None]
+    count = xp.index([[0]] * K)  # steps since the last (re)start, per configuration
+    momentum = xp.array(_momentum_table(min(max_iter, 512) + 1))
+
+    def configure():
+        """Step-size dependent quantities for the current ``L`` (one per running configuration)."""
+        nonlocal forward, margin, thr, neg_thr
+        Lcol = xp.array(L)[:, None]
+        thr = alpha_col / Lcol
+        neg_thr = -thr
+        if gram and min(L) == max(L):
+            # The common case: one step for all. Fold the gradient step into one affine map,
+            # z - grad(z)/L = z (I - H/L) + X^T y/(nL), and the test D^T H D <= L||D||^2 into
+            # D^T (I - H/(L slack)) D >= 0.
+            M = xp.eye(d) - H / L[0]
+            shift = Xty / L[0]
+            M_test = xp.eye(d) - H / (L[0] * slack)
+            forward = lambda Z: xp.mm(Z, M) + shift  # noqa: E731
+            margin = lambda D: xp.rowdot(D, xp.mm(D, M_test))  # noqa: E731
+        else:
+            step, L_test = 1.0 / Lcol, Lcol * slack
+            forward = lambda Z: Z - grad(Z) * step  # noqa: E731
+            margin = lambda D: xp.rowdot(D, L_test * D - hess(D))  # noqa: E731
+
+    forward = margin = thr = neg_thr = None
+    configure()
+
+    def certificate(Wr):
+        """``dist(-grad g(w), alpha d||w||_1)`` per row (see `L1Penalty.subdiff_distance`)."""
+        g = grad(Wr)
+        off = abs(g + alpha_col * xp.sign(Wr))
+        on = xp.pos(abs(g) - alpha_col)
+        return xp.rowmax(xp.where(Wr != 0, off, on))
+
+    Z = W
     for it in range(1, max_iter + 1):
-        gZ_val, gZ = problem.smooth_value_and_grad(Z)
         while True:
-            W_new = pen.prox(Z - gZ / L[:, None], 1.0 / L)
+            V = forward(Z)  # the gradient step Z - grad g(Z) / L
+            # Soft threshold S_thr(V) = V - clip(V, -thr, thr): exactly 0 where |V| <= thr.
+            W_new = V - xp.minimum(xp.maximum(V, neg_thr), thr)
             D = W_new - Z
             if not backtracking:
                 break
-            # Sufficient decrease: g(W_new) <= g(Z) + <grad, D> + L/2 ||D||^2 (with a rounding allowance).
-            lhs = problem.smooth_value(W_new)
-            rhs = gZ_val + (gZ * D).sum(-1) + 0.5 * L * D.pow(2).sum(-1)
-            bad = active & (lhs > rhs + 1e-14 * gZ_val.abs())
-            if not bool(bad.any()):
+            # Sufficient decrease g(W_new) <= g(Z) + <grad g(Z), D> + (L/2)||D||^2. As g is quadratic the
+            # left side minus the first two terms is exactly D^T H D / 2, so the test is L||D||^2 - D^T H D >= 0,
+            # free of cancellation. L starts at lambda_max(H), where it always holds: this is the safeguard.
+            q = margin(D)  # L||D||^2 - D^T H D per configuration
+            if not min(q.tolist()) < 0:
                 break
-            L = torch.where(bad, 2 * L, L)
-        W_new = torch.where(active[:, None], W_new, W)
+            for j, bad in enumerate((q < 0).tolist()):
+                if bad:
+                    L[j] *= 2
+            configure()
         if accelerated:
-            F_new = problem.value(W_new)
-            # Function-value restart (O'Donoghue & Candes 2015): keeps FISTA linear on strongly convex pieces.
-            restart = F_new > F_prev
-            t_next = (1 + torch.sqrt(1 + 4 * t_mom**2)) / 2
-            beta = torch.where(restart, torch.zeros_like(t_mom), (t_mom - 1) / t_next)
-            Z = torch.where(active[:, None], W_new + beta[:, None] * (W_new - W), Z)
-            t_mom = torch.where(restart, torch.ones_like(t_mom), t_next)
-            F_prev = torch.where(active, F_new, F_prev)
+            dW = W_new - W
+            # Gradient restart (O'Donoghue & Candes 2015): drop the momentum where the step Z - W_new
+            # points along the direction of travel W_new - W, i.e. where the momentum works against descent.
+            r = xp.rowdot(D, dW)
+            count += 1
+            if min(r.tolist()) < 0:
+                count[r < 0] = 0
+            if it >= momentum.shape[0]:
+                momentum = xp.array(_momentum_table(2 * it))
+            Z = W_new + momentum[count] * dW
         else:
             Z = W_new
         W = W_new
-        n_iter = torch.where(active, it, n_iter)
         if it % check_every == 0 or it == max_iter:
-            active = active & (problem.certificate(W) > tol)
-            if not bool(active.any()):
-                break
-            if accelerated:
-                Z = torch.where(active[:, None], Z, W)
-    cert = problem.certificate(W)
-    return SolverResult(coef=W, objective=problem.value(W), certificate=cert, n_iter=n_iter,
-                        converged=cert <= tol, step=1.0 / L)
+            cert = certificate(W)
+            finished = [True] * len(rows) if it == max_iter else (cert <= tol).tolist()
+            if any(finished):
+                cert_list = cert.tolist()
+                for j, row in enumerate(rows):
+                    if finished[j]:
+                        out_W[row] = W[j]
+                        out_cert[row], out_iter[row], out_L[row] = cert_list[j], it, L[j]
+                running = [j for j, f in enumerate(finished) if not f]
+                if not running:
+                    break
+                idx = xp.index(running)
+                rows, L = [rows[j] for j in running], [L[j] for j in running]
+                W, Z, count, alpha_col = W[idx], Z[idx], count[idx], alpha_col[idx]
+                configure()
+    # The objective from the residual: the Gram form c - b.w + w.Hw/2 would lose digits to cancellation.
+    resid = xp.mm(out_W, Xb.T) - yb
+    objective = xp.rowdot(resid, resid) / (2 * n) + ab * abs(out_W).sum(1)
+    cert, n_iter, step = xp.array(out_cert), xp.index(out_iter), 1.0 / xp.array(out_L)
+    if xp.numpy:
+        out_W, objective, cert, n_iter, step = (torch.from_numpy(v) for v in (out_W, objective, cert, n_iter, step))
+    return SolverResult(coef=out_W, objective=objective, certificate=cert, n_iter=n_iter,
+                        converged=cert <= tol, step=step)
 
 
 def ista(X, y, alpha, W0=None, max_iter: int = 100000, tol: float = 1e-10, backtracking: bool = True,
-         check_every: int = 10) -> SolverResult:
+         check_every: int = 10, gram: bool | None = None) -> SolverResult:
     r"""Proximal gradient (ISTA) for ``(1/2n)||y - Xw||^2 + alpha ||w||_1``, batched over ``alpha``.
 
     :math:`w_{k+1} = S_{\alpha/L_k}\big(w_k - \nabla g(w_k)/L_k\big)` with soft thresholding
-    :math:`S_\tau(v) = \mathrm{sgn}(v)\max(|v| - \tau, 0)`; ``L_k`` is found by backtracking
-    (doubled until :math:`g(w_{k+1}) \le g(w_k) + \langle\nabla g, w_{k+1} - w_k\rangle + \tfrac{L_k}{2}\|w_{k+1}-w_k\|^2`),
-    or fixed at ``lambda_max(X^T X)/n`` without backtracking. Stops a configuration when
-    its certificate is ``<= tol`` (checked every ``check_every`` iterations).
+    :math:`S_\tau(v) = \mathrm{sgn}(v)\max(|v| - \tau, 0)`. ``L_k`` starts at the exact Lipschitz
+    constant ``lambda_max(X^T X)/n``; with ``backtracking`` it is doubled wherever the sufficient-decrease
+    test :math:`g(w_{k+1}) \le g(w_k) + \langle\nabla g, w_{k+1} - w_k\rangle + \tfrac{L_k}{2}\|w_{k+1}-w_k\|^2`
+    fails (evaluated exactly as :math:`D^\top H D \le L_k\|D\|^2`, ``D = w_{k+1} - w_k``, ``H = X^T X/n``).
+    Every ``check_every`` iterations the certificate :math:`\mathrm{dist}(-\nabla g(w), \alpha\partial\|w\|_1)`
+    is computed and configurations with certificate ``<= tol`` stop.
 
     Parameters
     ----------
     X : (n, d) array or tensor; y : (n,)
     alpha : float or sequence/tensor of K penalties (each >= 0)
     W0 : optional initial point ``(d,)`` or ``(K, d)``; zeros by default
+    gram : use the Gram form (``H = X^T X / n`` and ``X^T y / n`` formed once, so an iteration is a
+        ``d x d`` mat-vec) or the data form (two ``n x d`` mat-vecs). Default: Gram form when ``n >= d``.
     """
-    return _proximal_gradient(X, y, alpha, W0, max_iter, tol, False, backtracking, check_every)
+    return _proximal_gradient(X, y, alpha, W0, max_iter, tol, False, backtracking, check_every, gram)
 
 
 def fista(X, y, alpha, W0=None, max_iter: int = 100000, tol: float = 1e-10, backtracking: bool = True,
-          check_every: int = 10) -> SolverResult:
-    r"""FISTA (Beck & Teboulle 2009) with backtracking and function-value restart, batched over ``alpha``.
+          check_every: int = 10, gram: bool | None = None) -> SolverResult:
+    r"""FISTA (Beck & Teboulle 2009) with backtracking and adaptive restart, batched over ``alpha``.
 
     :math:`w_{k+1} = S_{\alpha/L_k}(z_k - \nabla g(z_k)/L_k)`,
     :math:`t_{k+1} = (1 + \sqrt{1 + 4t_k^2})/2`,
     :math:`z_{k+1} = w_{k+1} + \tfrac{t_k - 1}{t_{k+1}}(w_{k+1} - w_k)`; the momentum is reset
-    (``t = 1``) whenever the objective rises. Other arguments as in `ista`.
+    (``t = 1``, no extrapolation) whenever :math:`\langle z_k - w_{k+1}, w_{k+1} - w_k\rangle > 0`
+    (gradient restart, O'Donoghue & Candes 2015), which keeps FISTA linearly convergent once the
+    support is found. Step size, backtracking, stopping rule and other arguments as in `ista`.
     """
-    return _proximal_gradient(X, y, alpha, W0, max_iter, tol, True, backtracking, check_every)
+    return _proximal_gradient(X, y, alpha, W0, max_iter, tol, True, backtracking, check_every, gram)
