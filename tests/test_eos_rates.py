@@ -22,13 +22,7 @@ RATES_SMALL = dict(n=60, d=6, eps_lo=3e-2, num_eps=5, iterations=1500)
 SHARP_SMALL = dict(width=16, depth=1, steps=40, every=10, n_train=200, lr=0.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: one thread avoids OpenMP spin contention on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from .errors import NdgmError
@@ -47,3 +50,20 @@ def resolve_device(name: str | torch.device) -> torch.device:
             raise NdgmError("device 'mps' requested but MPS is not available on this machine")
         return dev
     raise NdgmError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
+
+
+@contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads (``n = 0``: unchanged), then restore.
+
+    Tiny tensors (a few hundred entries, microseconds per op) gain nothing from a thread
+    pool, and on a shared or oversubscribed CPU OpenMP's spinning threads can make such work
+    ten times slower or worse.
+    """
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -15,33 +15,23 @@ which is zero exactly at a minimiser.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..device import torch_threads
 from ..errors import NdgmError, check_int, check_positive
 from ..problems import L1Penalty, Problem, lambda_max
 
 __all__ = ["LassoObjective", "SolverResult", "ista", "fista", "lasso_objective", "l1_certificate", "single_threaded"]
 
 
-@contextmanager
 def single_threaded():
-    """Run the block with one intra-op torch thread, then restore the previous count.
-
-    The L1 studies work on tiny tensors (d <= a few hundred) where each op takes microseconds:
-    handing them to a thread pool costs more than it saves, and on a shared machine it can
-    make a run many times slower.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """One intra-op torch thread for the block: the L1 studies work on tiny tensors (see
+    `ndgm.device.torch_threads`)."""
+    return torch_threads(1)
 
 
 class LassoObjective(Problem):
