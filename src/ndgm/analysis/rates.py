@@ -35,7 +35,22 @@ __all__ = [
 ]
 
 
-class LeastSquares(Problem):
+class _ConsistentRegression(Problem):
+    """Shared parts of a regression loss on data ``y = X w*``: value from ``value_and_grad``,
+    and the known minimiser ``w*`` when it is unique."""
+
+    def value(self, W: Tensor) -> Tensor:
+        return self.value_and_grad(W)[0]
+
+    def minimiser(self) -> Tensor | None:
+        return _consistent_minimiser(self.X, self.y)
+
+    def optimal_value(self) -> float | None:
+        w = self.minimiser()
+        return None if w is None else float(self.value(w[None])[0])
+
+
+class LeastSquares(_ConsistentRegression):
     r"""``f(w) = ||X w - y||^2 / (2 n)``, gradient ``X^T (X w - y) / n``, ``L = lambda_max(X^T X) / n``.
 
     With ``scale = 'sum'`` the ``1/n`` is dropped: ``f(w) = ||X w - y||^2 / 2``, the quadratic
@@ -54,18 +69,7 @@ class LeastSquares(Problem):
         resid = W @ self.X.T - self.y  # (K, n)
         return 0.5 * self.c * resid.pow(2).sum(-1), self.c * (resid @ self.X)
 
-    def value(self, W: Tensor) -> Tensor:
-        return self.value_and_grad(W)[0]
-
-    def minimiser(self) -> Tensor | None:
-        return _consistent_minimiser(self.X, self.y)
-
-    def optimal_value(self) -> float | None:
-        w = self.minimiser()
-        return None if w is None else float(self.value(w[None])[0])
-
-
-class LeastAbsoluteDeviations(Problem):
+class LeastAbsoluteDeviations(_ConsistentRegression):
     r"""``f(w) = ||X w - y||_1 / n``; subgradient ``X^T sgn(X w - y) / n`` (``sgn(0) = 0``).
 
     Lipschitz with ``G = sqrt(n) ||X||_2 / n`` (``||sgn(r)||_2 <= sqrt(n)``); no smoothness
@@ -84,17 +88,6 @@ class LeastAbsoluteDeviations(Problem):
         resid = W @ self.X.T - self.y
         n = self.X.shape[0]
         return resid.abs().sum(-1) / n, (resid.sgn() @ self.X) / n
-
-    def value(self, W: Tensor) -> Tensor:
-        return self.value_and_grad(W)[0]
-
-    def minimiser(self) -> Tensor | None:
-        return _consistent_minimiser(self.X, self.y)
-
-    def optimal_value(self) -> float | None:
-        w = self.minimiser()
-        return None if w is None else float(self.value(w[None])[0])
-
 
 def _consistent_minimiser(X: Tensor, y: Tensor) -> Tensor | None:
     """``w*`` with ``X w* = y`` when it is unique (full column rank and consistent data)."""
