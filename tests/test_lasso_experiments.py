@@ -71,8 +71,12 @@ def test_real_data_zero_counts(reproduced):
     assert t["lasso"]["exact_zeros"] == [2, 4, 7]
     for name in ("sgd", "adam"):
         assert t[name]["exact_zeros"] == [0, 0, 0] and t[name]["below_1e-5"] == [0, 0, 0]
-    for name in ("ista", "fista", "proxsgd", "proxadam"):
+    for name in ("ista", "fista", "proxsgd", "proxadam", "acrda"):
         assert t[name]["exact_zeros"] == [2, 4, 7] and max(abs(g) for g in t[name]["rel_gap"]) <= 1e-8
+        assert all(t[name]["same_support_as_lasso"])
+    assert max(t["acrda"]["certificate"]) < 1e-10
+    # plain RDA (O(1/sqrt t)): the right zeros, but its gap stays far above 1e-8 in the quick run
+    assert t["rda"]["exact_zeros"] == [2, 4, 7] and 1e-8 < max(t["rda"]["rel_gap"]) <= 1e-4
 
 
 def test_show_rebuilds_a_figure_from_the_store(reproduced, tmp_path):

@@ -9,8 +9,8 @@
 * ``lasso-real`` (spec 3.3/3.4 cure): scikit-learn's diabetes data, standardised, no
   intercept, ``(1/2n)||y - Xw||^2 + alpha ||w||_1``: exact zeros and objective gaps of
   full-batch SGD, Adam and RMSProp against ``sklearn.linear_model.Lasso``, and the
-  proximal methods (ISTA, FISTA, ProxSGD, ProxAdam, RDA) that reach its solution with the
-  same exact zeros.
+  proximal methods (ISTA, FISTA, ProxSGD, ProxAdam, accelerated RDA) that reach its solution
+  with the same exact zeros; plain RDA (O(1/sqrt t)) is reported with its own looser gap.
 """
 
 from __future__ import annotations
@@ -163,18 +163,29 @@ REAL_SRC = "issue 3 / spec 3.3-3.4 (scikit-learn diabetes)"
 PAPER_LASSO_ZEROS = {0.01: 2, 0.05: 4, 0.2: 7}
 
 
-def _fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas: list[float], iterations: int, lr: float) -> np.ndarray:
+def _fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas: list[float], iterations: int, lr: float,
+                 **options) -> np.ndarray:
     """Fit one weight vector per ``alpha`` with ONE optimizer whose parameter groups carry ``l1 = alpha``.
 
     The loss is the sum of the (separable) smooth parts, so each group sees only its own gradient.
+    ``RDA(accelerated=True)`` is stepped with a closure (it takes the gradient at its own point).
     """
     n, d = X.shape
     ws = [torch.zeros(d, dtype=X.dtype, requires_grad=True) for _ in alphas]
-    opt = cls([{"params": [w], "l1": a} for w, a in zip(ws, alphas)], lr=lr)
-    for _ in range(iterations):
+    opt = cls([{"params": [w], "l1": a} for w, a in zip(ws, alphas)], lr=lr, **options)
+
+    def closure():
         opt.zero_grad()
-        (sum((X @ w - y).pow(2).sum() for w in ws) / (2 * n)).backward()
-        opt.step()
+        loss = sum((X @ w - y).pow(2).sum() for w in ws) / (2 * n)
+        loss.backward()
+        return loss
+
+    for _ in range(iterations):
+        if options.get("accelerated"):
+            opt.step(closure)
+        else:
+            closure()
+            opt.step()
     return np.stack([w.detach().cpu().double().numpy() for w in ws])
 
 
@@ -198,8 +209,10 @@ class LassoReal(Experiment):
         Param("sgd_lr", 0.0, "nonneg", "SGD step (0: 1/L, L = lambda_max(X^T X)/n)"),
         Param("adam_lr", 1e-3, "pos", "Adam and ProxAdam step"),
         Param("rmsprop_lr", 1e-3, "pos", "RMSProp step"),
-        Param("prox_iterations", 20000, "int", "ProxSGD / ProxAdam / RDA iterations (ProxSGD step 1/L)", quick=4000),
+        Param("prox_iterations", 20000, "int", "ProxSGD / ProxAdam / RDA / AC-RDA iterations (ProxSGD step 1/L)",
+              quick=4000),
         Param("rda_lr", 1.0, "pos", "RDA's 1/gamma (beta_t = gamma sqrt(t), Xiao 2009)"),
+        Param("acrda_lr", 0.0, "nonneg", "accelerated RDA's step 1/L (Xiao 2010 sec. 6; 0: 1/L, L = lambda_max(X^T X)/n)"),
     )
     overrides = {"device": "cpu"}
 
@@ -238,6 +251,8 @@ class LassoReal(Experiment):
         coefs["proxsgd"] = _fit_grouped(ProxSGD, X, y, alphas, P, lr=1.0 / problem.smoothness)
         coefs["proxadam"] = _fit_grouped(ProxAdam, X, y, alphas, P, lr=config["adam_lr"])
         coefs["rda"] = _fit_grouped(RDA, X, y, alphas, P, lr=config["rda_lr"])
+        acrda_lr = config["acrda_lr"] or 1.0 / problem.smoothness
+        coefs["acrda"] = _fit_grouped(RDA, X, y, alphas, P, lr=acrda_lr, accelerated=True)
         cert_problem = LassoObjective(torch.as_tensor(Xn), torch.as_tensor(yn), torch.tensor(alphas, dtype=torch.float64))
         table = {}
         for name, W in coefs.items():
@@ -249,7 +264,8 @@ class LassoReal(Experiment):
         f_sk = np.asarray(table["lasso"]["objective"])
         for name in table:
             table[name]["rel_gap"] = ((np.asarray(table[name]["objective"]) - f_sk) / f_sk).tolist()
-        lrs.update({"proxsgd": 1.0 / problem.smoothness, "proxadam": config["adam_lr"], "rda": config["rda_lr"]})
+        lrs.update({"proxsgd": 1.0 / problem.smoothness, "proxadam": config["adam_lr"], "rda": config["rda_lr"],
+                    "acrda": acrda_lr})
         summary = {"alphas": alphas, "n": n, "d": d, "iterations": T, "prox_iterations": P, "lrs": lrs, "table": table,
                    "table_markdown": self.table_markdown(alphas, table)}
         arrays = {"alphas": np.asarray(alphas), **{f"coef_{k}": v for k, v in coefs.items()}}
@@ -277,16 +293,21 @@ class LassoReal(Experiment):
                              REAL_SRC, [0] * len(alphas), t[name]["below_1e-5"],
                              all(v == 0 for v in t[name]["below_1e-5"]) and all(v == 0 for v in t[name]["exact_zeros"]),
                              f"exact zeros {t[name]['exact_zeros']}, rel. objective gap {['%.2g' % g for g in t[name]['rel_gap']]}"))
-        for name in ("ista", "fista", "proxsgd", "proxadam"):
+        label = {"acrda": "acrda (accelerated RDA, Xiao 2010 sec. 6)"}
+        for name in ("ista", "fista", "proxsgd", "proxadam", "acrda"):
             gap = max(abs(g) for g in t[name]["rel_gap"])
             ok = gap <= 1e-8 and all(t[name]["same_support_as_lasso"])
-            out.append(Claim(f"{name}: sklearn objective to 1e-8 relative with the same exact zeros", "issue 3 item 6",
-                             "rel. gap <= 1e-8, same support", f"max rel. gap {gap:.2g}, zeros {t[name]['exact_zeros']}", ok,
+            out.append(Claim(f"{label.get(name, name)}: sklearn objective to 1e-8 relative with the same exact zeros",
+                             "issue 3 item 6", "rel. gap <= 1e-8, same support",
+                             f"max rel. gap {gap:.2g}, zeros {t[name]['exact_zeros']}", ok,
                              f"certificates {['%.2g' % c for c in t[name]['certificate']]}"))
+        # Plain RDA converges at O(1/sqrt t): it finds the exact zeros early but not the 1e-8 gap in
+        # these budgets (3.7e-5 after 4000 steps, 7e-6 after 20000); its claim says only what it does.
         gap = max(abs(g) for g in t["rda"]["rel_gap"])
-        out.append(Claim("rda: same exact zeros as Lasso; objective within 1e-3 (its rate is O(1/sqrt t))", "Xiao 2009",
-                         "same support, rel. gap <= 1e-3", f"max rel. gap {gap:.2g}, zeros {t['rda']['exact_zeros']}",
-                         gap <= 1e-3 and all(t["rda"]["same_support_as_lasso"])))
+        out.append(Claim("plain rda: same exact zeros as Lasso; objective within 1e-4 (O(1/sqrt t), not 1e-8: see acrda)",
+                         "Xiao 2009", "same support, rel. gap <= 1e-4",
+                         f"max rel. gap {gap:.2g}, zeros {t['rda']['exact_zeros']}",
+                         gap <= 1e-4 and all(t["rda"]["same_support_as_lasso"])))
         return out
 
     def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:

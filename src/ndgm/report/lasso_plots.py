@@ -128,7 +128,7 @@ def plot_lasso_general(arrays: dict, summary: dict, path: Path) -> Path:
 def plot_lasso_real(arrays: dict, summary: dict, path: Path) -> Path:
     """|coef_j| per method and alpha on a log scale; exact zeros drawn on a separate bottom row."""
     alphas = summary["alphas"]
-    methods = [m for m in ("lasso", "sgd", "adam", "rmsprop", "fista", "proxsgd", "proxadam", "rda")
+    methods = [m for m in ("lasso", "sgd", "adam", "rmsprop", "fista", "proxsgd", "proxadam", "rda", "acrda")
                if f"coef_{m}" in arrays]
     fig, axes = plt.subplots(1, len(alphas), figsize=(5.2 * len(alphas), 4.8), squeeze=False)
     floor = 1e-12

@@ -27,7 +27,7 @@ METHODS = {
     "ndgm": ("engine", None), "sgd": ("engine", None), "adam": ("engine", 1e-3), "rmsprop": ("engine", 1e-3),
     "momentum": ("engine", None),
     "ista": ("solver", None), "fista": ("solver", None),
-    "proxsgd": ("optim", None), "proxadam": ("optim", 1e-3), "rda": ("optim", None),
+    "proxsgd": ("optim", None), "proxadam": ("optim", 1e-3), "rda": ("optim", None), "acrda": ("optim", None),
 }
 
 
@@ -39,11 +39,12 @@ class L1Regression:
     method : str
         ``'ndgm'``/``'sgd'`` (full-batch subgradient descent), ``'momentum'``, ``'adam'``,
         ``'rmsprop'`` (differentiate ``alpha*|w|`` with ``sgn(0) = 0``, as autograd does),
-        ``'ista'``, ``'fista'`` (backtracking), ``'proxsgd'``, ``'proxadam'``, ``'rda'``.
+        ``'ista'``, ``'fista'`` (backtracking), ``'proxsgd'``, ``'proxadam'``, ``'rda'`` (Xiao 2009,
+        O(1/sqrt t)), ``'acrda'`` (accelerated RDA, ``RDA(accelerated=True)``, O(L/t^2)).
     alpha : float
         Penalty weight (>= 0), scikit-learn's scaling.
     lr : float, optional
-        Step size; default ``1/L`` (``L = lambda_max(X^T X)/n``) for sgd/momentum/proxsgd/rda,
+        Step size; default ``1/L`` (``L = lambda_max(X^T X)/n``) for sgd/momentum/proxsgd/rda/acrda,
         ``1e-3`` for adam/rmsprop/proxadam. Ignored by ista/fista (they backtrack).
     max_iter : int
         Iterations (the exact number run by the gradient methods; an upper bound for ista/fista).
@@ -125,14 +126,24 @@ class L1Regression:
             w = torch.as_tensor(traj.final[0])
             self.n_iter_ = int(self.max_iter)
         else:
-            cls = {"proxsgd": ProxSGD, "proxadam": ProxAdam, "rda": RDA}[method]
+            cls = {"proxsgd": ProxSGD, "proxadam": ProxAdam, "rda": RDA, "acrda": RDA}[method]
             w_param = torch.zeros(d, dtype=X.dtype, requires_grad=True)
-            opt = cls([w_param], lr=lr, l1=alpha)
+            extra = {"accelerated": True} if method == "acrda" else {}
+            opt = cls([w_param], lr=lr, l1=alpha, **extra)
             n = X.shape[0]
-            for _ in range(self.max_iter):
+
+            def closure():
                 opt.zero_grad()
-                ((X @ w_param - y).pow(2).sum() / (2 * n)).backward()
-                opt.step()
+                loss = (X @ w_param - y).pow(2).sum() / (2 * n)
+                loss.backward()
+                return loss
+
+            for _ in range(self.max_iter):
+                if method == "acrda":  # gradient at its own extrapolated point: one closure call per step
+                    opt.step(closure)
+                else:
+                    closure()
+                    opt.step()
             w = w_param.detach()
             self.n_iter_ = int(self.max_iter)
         W = w.reshape(1, -1)

@@ -13,6 +13,11 @@ through ``sgn(w)``. That is what makes exact zeros possible:
   :math:`w_{t+1,j} = 0` if :math:`|\bar g_{t,j}| \le l_1`, else
   :math:`-\tfrac{\sqrt t}{\gamma}(\bar g_{t,j} - l_1\,\mathrm{sgn}(\bar g_{t,j}))`, with
   :math:`\bar g_t` the running average of all gradients. ``lr`` plays the role of ``1/gamma``.
+* `RDA` with ``accelerated=True``: accelerated regularised dual averaging for a smooth loss
+  with known Lipschitz constant :math:`L` (Xiao 2010, JMLR, section 6, Algorithm 3 with
+  :math:`\beta_t = 0`; Tseng 2008's accelerated dual averaging), ``lr`` plays :math:`1/L`, rate
+  :math:`O(L/t^2)`. It evaluates the gradient at its own extrapolated point, so ``step`` needs a
+  closure; the parameters always hold the proximal-gradient iterate, which has exact zeros.
 
 Every optimizer has `certificate()`: :math:`\max_j \mathrm{dist}(-g_j, l_1\,\partial|w_j|)`
 over all parameters, computed from the gradients currently in ``p.grad`` -- call it after a
@@ -147,26 +152,86 @@ class ProxAdam(_L1Optimizer):
 
 
 class RDA(_L1Optimizer):
-    r"""l1-regularised dual averaging (Xiao 2009), ``lr = 1/gamma``.
+    r"""l1-regularised dual averaging (Xiao 2009), plain (``lr = 1/gamma``) or accelerated (``lr = 1/L``).
 
+    **Plain** (``accelerated=False``, the default; Xiao 2009 eq. 10, :math:`\beta_t = \gamma\sqrt t`):
     :math:`\bar g_t = \frac1t\sum_{s\le t} g_s`,
     :math:`w_{t+1} = -\,\mathrm{lr}\,\sqrt{t}\; S_{l_1}(\bar g_t)`: every coordinate whose
     average gradient lies inside :math:`[-l_1, l_1]` is exactly 0. The prox-centre is 0
     (Xiao's :math:`w_1 = 0`), so the parameters' starting values are ignored after the
     first step. Its guarantee is :math:`O(1/\sqrt t)` in the objective: it identifies the
     support early but is slow to reach high precision.
+
+    **Accelerated** (``accelerated=True``; Xiao 2010 JMLR section 6, AC-RDA with
+    :math:`\beta_t = 0`, for a smooth loss whose gradient is :math:`L`-Lipschitz, ``lr = 1/L``):
+    with weights :math:`a_t = \mathrm{lr}\,t/2`, :math:`A_t = \sum_{s\le t} a_s = \mathrm{lr}\,t(t+1)/4`,
+    :math:`\theta_t = a_t/A_t = 2/(t+1)` and prox-centre :math:`w_0` (the parameters' starting values),
+
+    .. math::
+
+        u_t &= (1-\theta_t)\,w_{t-1} + \theta_t\,v_{t-1}, \qquad g_t = \nabla f(u_t),\\
+        v_t &= \arg\min_w \Big\{\sum_{s\le t} a_s\big(\langle g_s, w\rangle + l_1\|w\|_1\big)
+               + \tfrac12\|w - w_0\|^2\Big\} = S_{A_t l_1}\Big(w_0 - \sum_{s\le t} a_s g_s\Big),\\
+        w_t &= S_{\mathrm{lr}\,l_1}\big(u_t - \mathrm{lr}\,g_t\big).
+
+    :math:`u, v` are Xiao's. His primal update :math:`w_t = (1-\theta_t)w_{t-1} + \theta_t v_t` is a
+    convex combination of every past :math:`v_s`, so a coordinate that was ever nonzero stays
+    nonzero (weight :math:`\propto 1/t^2`, never exactly 0); the sparse :math:`v_t` has no rate of
+    its own. We take instead the proximal-gradient step from :math:`u_t` (Tseng 2008's variant):
+    it minimises the quadratic upper model of :math:`F` at :math:`u_t` that Xiao's proof bounds
+    at his convex combination, so the same bound holds,
+    :math:`F(w_t) - F^\star \le \|w^\star - w_0\|^2 / (2A_t) = 2\|w^\star - w_0\|^2 / (\mathrm{lr}\,t(t+1))`
+    for ``lr <= 1/L``, and :math:`w_t` is a soft threshold, with exact zeros. Since
+    :math:`u_t \to w^\star` (:math:`v_t` stays bounded, :math:`\theta_t \to 0`), every coordinate with
+    :math:`|\nabla_j f(w^\star)| < l_1` is exactly 0 after finitely many steps.
+
+    The gradient is needed at :math:`u_t`, not at the parameters, so ``step(closure)`` is
+    required: it moves the parameters to :math:`u_t`, calls ``closure()`` (which must zero the
+    gradients, compute the smooth loss and call ``backward``; its loss, at :math:`u_t`, is
+    returned), and leaves the parameters at :math:`w_t`. One gradient per step.
     """
 
-    def __init__(self, params, lr: float = 1e-2, l1: float = 0.0):
-        super().__init__(params, dict(lr=_check("lr", lr, strict=True), l1=_check("l1", l1)))
+    def __init__(self, params, lr: float = 1e-2, l1: float = 0.0, accelerated: bool = False):
+        if not isinstance(accelerated, bool):
+            raise NdgmError(f"accelerated must be True or False, got {accelerated!r}")
+        super().__init__(params, dict(lr=_check("lr", lr, strict=True), l1=_check("l1", l1), accelerated=accelerated))
 
     @torch.no_grad()
     def step(self, closure=None):
+        fast = [g for g in self.param_groups if g["accelerated"]]
+        if fast and closure is None:
+            raise NdgmError("RDA(accelerated=True) evaluates the gradient at its own extrapolated point: call "
+                            "step(closure) with a closure that zeroes the gradients, computes the smooth loss and "
+                            "calls backward()")
+        for group in fast:  # move to u_t = (1 - theta_t) w_{t-1} + theta_t v_{t-1} before the gradient
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["prox_centre"] = p.detach().clone()
+                    state["weighted_grad_sum"] = torch.zeros_like(p)
+                    state["dual"] = p.detach().clone()  # v_0 = w_0
+                t = state["step"] + 1
+                p.lerp_(state["dual"], 2.0 / (t + 1))
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        for group in fast:
+            lr, l1 = group["lr"], group["l1"]
+            for p in group["params"]:
+                state = self.state[p]
+                state["step"] += 1
+                t = state["step"]
+                # a parameter the loss does not reach has gradient 0 (it was moved to u_t already)
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                a_t, A_t = lr * t / 2, lr * t * (t + 1) / 4
+                state["weighted_grad_sum"].add_(grad, alpha=a_t)
+                state["dual"] = soft_threshold(state["prox_centre"] - state["weighted_grad_sum"], A_t * l1)
+                p.copy_(soft_threshold(p - lr * grad, lr * l1))
         for group in self.param_groups:
+            if group["accelerated"]:
+                continue
             lr, l1 = group["lr"], group["l1"]
             for p in group["params"]:
                 if p.grad is None:
