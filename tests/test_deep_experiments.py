@@ -36,6 +36,7 @@ def test_registered():
     (["run", "activations", "--activations", "relu,swish"], "--activations: unknown activation 'swish'"),
     (["run", "activations", "--batch-norm", "maybe"], "--batch-norm must be one of off, on, both"),
     (["run", "activations", "--data-dir", "/no/such/dir"], "expected the CIFAR-10 python folder"),
+    (["run", "activations", "--target-fraction", "1.5"], "--target-fraction must lie in (0, 1), got 1.5"),
     (["run", "l1-deep", "--lams", "2,abc"], "--lams: 'abc' is not a number"),
     (["run", "l1-deep", "--lams", "2,-1"], "must be a finite number > 0"),
     (["run", "l1-deep", "--optimizers", "sgd,lbfgs"], "--optimizers: unknown 'lbfgs'"),
@@ -82,6 +83,47 @@ def test_activations_tiny_run_on_generated_cifar_through_the_cli(tmp_path, capsy
     assert run.result["summary"]["data"] == "cifar10" and run.result["summary"]["n_train"] == 32
     assert len(run.result["claims"]) == 3
     assert not list((tmp_path / "ck").glob("*/*.pt"))  # checkpoints removed once the run is stored
+
+
+def test_quick_configs_give_the_effects_room():
+    # activations: 512 / 8 * 25 = 1600 Adam steps per model at 1e-3 * sqrt(8 / 128)
+    act = EXPERIMENTS["activations"].config(quick=True)
+    assert (act["train_size"], act["batch_size"], act["epochs"], act["threads"]) == (512, 8, 25, 1)
+    assert act["lr"] == pytest.approx(1e-3 * np.sqrt(8 / 128), rel=0.02) and act["target_loss"] == 0.0
+    # l1-deep: 256 / 8 * 10 = 320 steps per run, the paper's lr and lams
+    l1 = EXPERIMENTS["l1-deep"].config(quick=True)
+    assert (l1["train_size"], l1["batch_size"], l1["epochs"], l1["lr"], l1["lams"]) == (256, 8, 10, 0.003, "2,0.002")
+
+
+def test_activations_target_is_half_the_chance_loss_unless_given():
+    cfg = Activations().config()
+    assert Activations.target(cfg, 10) == pytest.approx(0.5 * np.log(10)) == pytest.approx(1.1513, abs=1e-4)
+    assert Activations.target(cfg | {"target_fraction": 0.25}, 100) == pytest.approx(0.25 * np.log(100))
+    assert Activations.target(cfg | {"target_loss": 1.0}, 10) == 1.0
+
+
+def test_activations_plateau_note_names_the_depth_where_gelu_waits_longer():
+    ln10 = np.log(10)
+    tl = np.zeros((2, 2, 2, 5))
+    tl[0, 0, 0] = [ln10, 2.0, 1.4, 1.0, 0.8]     # vgg11 relu: below 0.9 ln10 = 2.07 from epoch 2
+    tl[0, 0, 1] = [2.0, 1.2, 0.9, 0.7, 0.5]      # vgg11 gelu: from epoch 1
+    tl[0, 1, 0] = [ln10, ln10, 1.9, 1.1, 0.9]    # vgg19 relu: from epoch 3
+    tl[0, 1, 1] = [ln10, ln10, ln10, 2.0, 1.0]   # vgg19 gelu: from epoch 4, and reaches 1.15 after relu
+    tl[1] = 0.3
+    s = Activations.summarise(tl, ["vgg11", "vgg19"], ["relu", "gelu"], [False, True], 0.5 * ln10, 10)
+    s["depths"] = ["vgg11", "vgg19"]
+    f = lambda below: 0.1 * ln10 / (ln10 - below)  # interpolated fraction of the epoch that crosses 0.9 ln10
+    assert s["plateau_epochs_relu_nobn"] == pytest.approx([1 + f(2.0), 2 + f(1.9)])
+    assert s["plateau_epochs_gelu_nobn"] == pytest.approx([1.0, 3 + f(2.0)])
+    assert s["epochs_gelu_nobn"][1] > s["epochs_relu_nobn"][1] and s["gap_nobn"][1] < s["gap_nobn"][0]
+    faster, grows, shrinks = Activations().claims(s, {"epochs": 5})
+    assert faster.passed is False and grows.passed is False and shrinks.passed is True
+    assert "train loss 1.15 in fewer epochs" in faster.claim
+    for c in (faster, grows):
+        assert "leave the initial plateau (loss < 2.07)" in c.detail and "GELU leaves it later at vgg19 (likely cause" in c.detail
+    ok = Activations.summarise(tl[:, :1], ["vgg11"], ["relu", "gelu"], [False, True], 0.5 * ln10, 10)
+    ok["depths"] = ["vgg11"]
+    assert "plateau" not in Activations().claims(ok, {"epochs": 5})[0].detail  # a passing claim needs no note
 
 
 def test_activations_analysis_from_known_curves():
@@ -154,6 +196,17 @@ def test_l1_deep_claims_from_table2_numbers():
     assert "not run here (ProxSGD unavailable" in claims[-1].detail
     arrays["small_pct"][2] = [[2.37, 2.30], [2.36, 2.29]]  # Adam with lam making no difference
     assert [c.passed for c in L1Deep().claims(arrays, s, {"threshold": 1e-5})] == [True, False, True, None]
+    # with the CE per epoch recorded, Adam's and RMSProp's details say why lam may not matter
+    ce = np.full(small.shape + (3,), 2.3)
+    arrays |= {"train_ce": ce, "train_loss": ce + 7.4}
+    claims = L1Deep().claims(arrays, s, {"threshold": 1e-5})
+    note = "invariant to scaling the gradient"
+    assert note in claims[1].detail and "(epoch 1 at lam=0.002: penalty 7.4 vs CE 2.3)" in claims[1].detail
+    assert note not in claims[0].detail and note not in claims[2].detail  # SGD; RMSProp holds: no excuse needed
+    arrays["small_pct"][1] = 5.0  # RMSProp with lam making no difference
+    assert note in L1Deep().claims(arrays, s, {"threshold": 1e-5})[2].detail
+    leaky = L1Deep().claims(arrays, s, {"threshold": 1e-5, "leak_optimizer_state": True})
+    assert note not in leaky[1].detail  # leaked state is not scale-free: the note would not apply
 
 
 def test_activations_resume_after_interruption_gives_the_uninterrupted_result(tmp_path, monkeypatch):
