@@ -153,14 +153,17 @@ class ReLURegression(Problem):
         self.l2 = l2
         self.dim = X.shape[1]
         self._Xt: Tensor | None = None  # X^T, made once for the batched path
+        self._no_l2 = isinstance(l2, (int, float)) and l2 == 0
         # The loss is a quadratic composed with a kink: no global Lipschitz or smoothness constant.
         self.lipschitz = None
         self.smoothness = None
 
     def _penalty(self, W: Tensor) -> Tensor:
         l1 = _per_config(self.l1, W)
-        l2 = _per_config(self.l2, W)
-        return l2 * W.pow(2).sum(-1) + l1 * W.abs().sum(-1)
+        l1_term = l1 * W.abs().sum(-1)
+        if self._no_l2:
+            return l1_term  # == 0 + l1_term, bit for bit
+        return _per_config(self.l2, W) * W.pow(2).sum(-1) + l1_term
 
     def value(self, W: Tensor) -> Tensor:
         out = torch.relu(F.linear(self.X, W))  # (n, K): the same kernel as nn.Linear for K = 1
@@ -177,8 +180,6 @@ class ReLURegression(Problem):
         (``W X^T`` and ``G X``), about twice as fast as ``F.linear`` on a ``(K, d)`` weight;
         its results agree with the single-run kernels to rounding.
         """
-        l1 = _col(_per_config(self.l1, W))
-        l2 = _col(_per_config(self.l2, W))
         zero = torch.zeros((), dtype=W.dtype, device=W.device)
         if W.shape[0] == 1:
             out = torch.relu(F.linear(self.X, W))  # (n, 1)
@@ -190,9 +191,9 @@ class ReLURegression(Problem):
             resid = out - self._yt
             value = resid.pow(2).sum(-1) + self._penalty(W)
             grad = torch.where(out > 0, 2 * resid, zero) @ self.X
-        penalty_grad = l1 * W.sgn()
-        if not (isinstance(self.l2, (int, float)) and self.l2 == 0):
-            penalty_grad = penalty_grad + l2 * (2 * W)
+        penalty_grad = _col(_per_config(self.l1, W)) * W.sgn()
+        if not self._no_l2:
+            penalty_grad = penalty_grad + _col(_per_config(self.l2, W)) * (2 * W)
         return value, grad + penalty_grad
 
     def _xt(self) -> Tensor:

@@ -131,30 +131,32 @@ def run_trajectory(
     state = rule.init(W)
     lr_t = lr0.clone()
     prev_loss = torch.full((K,), float("inf"), dtype=dtype, device=device)
-    alive = torch.ones(K, dtype=torch.bool, device=device)
-    diverged_at = torch.full((K,), -1, dtype=torch.long, device=device)
 
     for t in tqdm(range(iterations), disable=not progress, desc=desc, mininterval=0.5, leave=False):
         loss, G = problem.value_and_grad(W)
-        finite = torch.isfinite(loss)
-        newly = alive & ~finite
-        diverged_at = torch.where(newly, t, diverged_at)
-        alive = alive & finite
         absW = W.abs()
-        # Recorded values of diverged configurations stay NaN.
-        hist["loss"][t] = torch.where(alive, loss, hist["loss"][t])
-        hist["l1"][t] = torch.where(alive, absW.sum(-1), hist["l1"][t])
-        hist["l2"][t] = torch.where(alive, torch.linalg.vector_norm(W, dim=-1), hist["l2"][t])
-        hist["linf"][t] = torch.where(alive, absW.amax(-1), hist["linf"][t])
+        hist["loss"][t] = loss
+        hist["l1"][t] = absW.sum(-1)
+        hist["l2"][t] = torch.linalg.vector_norm(W, dim=-1)
+        hist["linf"][t] = absW.amax(-1)
         if t in keep:
             weights[t] = W.clone()
         lr_t = schedule(t, lr_t, lr0, loss, prev_loss)
-        hist["lr"][t] = torch.where(alive, lr_t, hist["lr"][t])
+        hist["lr"][t] = lr_t
         prev_loss = loss
-        W_next = rule.step(W, G, lr_t, state, t + 1)
-        W = torch.where(alive[:, None], W_next, W)
-        if check_every and (t + 1) % check_every == 0 and not bool(alive.any()):
+        # A configuration whose loss is not finite keeps its iterate: it has stopped. (Its loss
+        # stays non-finite, so it stays stopped.) Bookkeeping happens once, after the loop.
+        W = torch.where(torch.isfinite(loss)[:, None], rule.step(W, G, lr_t, state, t + 1), W)
+        if check_every and (t + 1) % check_every == 0 and not bool(torch.isfinite(loss).any()):
             break  # every configuration diverged; the rest of the series stays NaN
+
+    # Divergence iteration = first non-finite loss; everything recorded from then on is NaN.
+    bad = ~torch.isfinite(hist["loss"])
+    diverged = bad.any(0)
+    diverged_at = torch.where(diverged, bad.to(torch.int8).argmax(0), torch.full_like(diverged, -1, dtype=torch.long))
+    after = torch.arange(iterations, device=device)[:, None] >= torch.where(diverged, diverged_at, iterations)[None, :]
+    for series in hist.values():
+        series.masked_fill_(after, float("nan"))
 
     return Trajectory(
         loss=hist["loss"].cpu().numpy(),
