@@ -12,13 +12,8 @@ from ndgm.store import RunStore
 from test_training import make_cifar_dir
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = ["--train-size", "32", "--val-size", "16", "--epochs", "1", "--batch-size", "16", "--no-progress"]

@@ -13,13 +13,8 @@ from ndgm.nets.vgg import SmallVGG
 from ndgm.training import exact_zero_fraction, l1_norm, make_optimizer, seeded, small_fraction, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_cifar_dir(root, n_per_batch=4, n_test=3, seed=0):

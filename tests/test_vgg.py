@@ -9,13 +9,8 @@ from ndgm.nets.vgg import (SmallVGG, TorchvisionVGG16, count_parameters, load_vg
                            replace_head, vgg16_state_shapes)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Spec section 2, typed again here so that the model's table is checked, not copied.
 SPEC = {

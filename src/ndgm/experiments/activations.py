@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..device import resolve_device, resolve_dtype
+from ..device import resolve_device, resolve_dtype, torch_threads
 from ..errors import NdgmError
 from ..nets.vgg import VGG_CONFIGS, SmallVGG, make_activation
 from .base import Claim, Experiment, Param, Result
@@ -66,22 +66,6 @@ def common_deep_params(train_size_quick: int | None, val_size_quick: int | None)
         Param("threads", 0, "int", "CPU threads for torch, 0 = torch's default (on a shared CPU 1 avoids "
               "oversubscription, often 10x faster)", minimum=0, quick=1),
     )
-
-
-class cpu_threads:
-    """Context: ``torch.set_num_threads(n)`` inside (``n = 0``: unchanged), restored on exit."""
-
-    def __init__(self, n: int):
-        self.n, self.old = int(n), torch.get_num_threads()
-
-    def __enter__(self):
-        if self.n > 0:
-            torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
-        return False
 
 
 def load_data(config: dict, normalisation: str):
@@ -146,7 +130,7 @@ class Activations(Experiment):
             raise NdgmError("--depths and --activations must not repeat an entry")
 
     def run(self, config: dict, progress: bool = False) -> Result:
-        with cpu_threads(config["threads"]):
+        with torch_threads(config["threads"]):
             return self._run(config, progress)
 
     def _run(self, config: dict, progress: bool) -> Result:

@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device import resolve_device, resolve_dtype
+from ..device import resolve_device, resolve_dtype, torch_threads
 from ..errors import NdgmError
 from ..nets.vgg import VGG_CONFIGS, SmallVGG, load_vgg16_weights, replace_head
 from ..training import OPTIMIZERS, checkpoint_folder, exact_zero_fraction, make_optimizer, seeded, small_fraction, train
-from .activations import common_deep_params, cpu_threads, load_data, parse_list
+from .activations import common_deep_params, load_data, parse_list
 from .base import Claim, Experiment, Param, Result
 
 # Paper Table 2: percent of parameters below 1e-5, (lam=0.002, alt), (lam=2, alt).
@@ -136,7 +136,7 @@ class L1Deep(Experiment):
         return build
 
     def run(self, config: dict, progress: bool = False) -> Result:
-        with cpu_threads(config["threads"]):
+        with torch_threads(config["threads"]):
             return self._run(config, progress)
 
     def _run(self, config: dict, progress: bool) -> Result:
