@@ -92,3 +92,11 @@ def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         main(["run", "capture", *SMALL, "--out", str(tmp_path)])
     assert list(p for p in tmp_path.iterdir() if not p.name.startswith(".probe")) == []
+
+
+def test_full_reproduction_says_what_it_cannot_run_here(tmp_path, capsys):
+    assert main(["reproduce", "--full", "--only", "l1-deep", "--out", str(tmp_path), "--no-progress"]) == 0
+    ledger = json.loads((tmp_path / "claims.json").read_text())
+    assert len(ledger) == 1 and ledger[0]["passed"] is None
+    assert "--data-dir" in ledger[0]["detail"] and "--weights" in ledger[0]["detail"]
+    assert "not run" in (tmp_path / "claims.md").read_text() and (tmp_path / "report.html").is_file()

@@ -186,6 +186,13 @@ def cmd_reproduce(args) -> int:
     extra = {"data_dir": args.data_dir, "weights": args.weights}
     for name in names:
         exp = get_experiment(name)
+        missing = _missing_for_full(exp, args) if not quick else []
+        if missing:
+            print(f"[{name}] not run here: {'; '.join(missing)}", file=sys.stderr, flush=True)
+            ledger.append({"experiment": name, "claim": f"all claims of {name} ({exp.title})", "source": exp.source,
+                           "expected": "-", "measured": "-", "passed": None,
+                           "detail": "not run here: " + "; ".join(missing)})
+            continue
         known = {p.name for p in exp.all_params()}
         config = exp.config(quick=quick, **{k: v for k, v in extra.items() if v is not None and k in known})
         print(f"[{name}] running ({'quick' if quick else 'full'}) ...", file=sys.stderr, flush=True)
@@ -205,6 +212,20 @@ def cmd_reproduce(args) -> int:
     print(f"\n{ok} reproduced, {failed} differ, {len(ledger) - ok - failed} not run; "
           f"ledger in {out / 'claims.md'} and {out / 'claims.json'}")
     return 1 if failed else 0
+
+
+def _missing_for_full(exp, args) -> list[str]:
+    """Why ``exp`` cannot run at paper size here (empty when it can)."""
+    import torch
+
+    why = []
+    if "data_dir" in exp.full_requires and not args.data_dir:
+        why.append("the CIFAR-10 python batches (--data-dir)")
+    if "weights" in exp.full_requires and not args.weights:
+        why.append("the ImageNet-pretrained VGG16 state dict (--weights)")
+    if "gpu" in exp.full_requires and not torch.cuda.is_available():
+        why.append("a GPU (paper-size VGG training; force the CPU with 'ndgm run %s --data-dir ...')" % exp.name)
+    return ["needs " + w for w in why]
 
 
 def _with_difference(c: dict) -> dict:

@@ -94,6 +94,7 @@ class Activations(Experiment):
     name = "activations"
     title = "Smooth activations converge faster than ReLU without BatchNorm"
     source = "paper Fig. 2 / appendix A.2"
+    full_requires = ("data_dir", "gpu")
     params = (
         Param("depths", "vgg11,vgg13,vgg16,vgg19", "str", "comma-separated VGG configurations (paper: all four)"),
         Param("activations", ALL_ACTIVATIONS, "str", "comma-separated activations: relu, gelu, softplusBETA "

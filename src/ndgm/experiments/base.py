@@ -125,6 +125,9 @@ class Experiment:
     source: str = ""
     params: tuple[Param, ...] = ()
     overrides: dict[str, Any] = {}  # per-experiment defaults for the common params
+    # What the paper-size run (reproduce --full) needs beyond this package: any of
+    # "data_dir" (CIFAR-10 batches), "weights" (a VGG16 state dict), "gpu".
+    full_requires: tuple[str, ...] = ()
 
     def all_params(self) -> tuple[Param, ...]:
         own = {p.name for p in self.params}

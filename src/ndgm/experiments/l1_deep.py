@@ -80,6 +80,7 @@ class L1Deep(Experiment):
     name = "l1-deep"
     title = "L1 on a deep network: larger lam, fewer small weights with NDGM; exact zeros with prox"
     source = "paper Fig. 3 / Table 2 / appendix C"
+    full_requires = ("data_dir", "weights", "gpu")
     params = (
         Param("arch", "vgg11", "str", "small VGG of spec section 2 used without --weights",
               choices=tuple(VGG_CONFIGS)),
