@@ -12,6 +12,7 @@ from ndgm.analysis.sparsity import sparsity_audit
 from ndgm.sparse import (RDA, L1Regression, LassoObjective, ProxAdam, ProxSGD, fista, ista, l1_certificate,
                          lasso_objective, soft_threshold)
 from ndgm.sparse import solvers
+from ndgm.sparse.optim import fit_grouped
 from ndgm.sparse.solvers import single_threaded
 
 ALPHAS = [0.01, 0.05, 0.2]
@@ -43,29 +44,8 @@ def assert_matches_sklearn(X, y, alpha, coef, rel=1e-8):
 
 def grouped_fit(cls, X, y, alphas, iterations, **kw):
     with single_threaded():
-        return _grouped_fit(cls, X, y, alphas, iterations, **kw)
-
-
-def _grouped_fit(cls, X, y, alphas, iterations, **kw):
-    X, y = torch.as_tensor(X), torch.as_tensor(y)
-    ws = [torch.zeros(X.shape[1], dtype=X.dtype, requires_grad=True) for _ in alphas]
-    opt = cls([{"params": [w], "l1": a} for w, a in zip(ws, alphas)], **kw)
-    n = X.shape[0]
-
-    def closure():
-        opt.zero_grad()
-        loss = sum((X @ w - y).pow(2).sum() for w in ws) / (2 * n)
-        loss.backward()
-        return loss
-
-    for _ in range(iterations):
-        if kw.get("accelerated"):  # accelerated RDA takes the gradient at its own extrapolated point
-            opt.step(closure)
-        else:
-            closure()
-            opt.step()
-    closure()  # fresh gradients at the reported weights, for the certificate
-    return [w.detach().numpy() for w in ws], opt
+        coefs, opt = fit_grouped(cls, X, y, alphas, iterations, **kw)
+    return list(coefs), opt
 
 
 def lipschitz(X):

@@ -28,7 +28,7 @@ from ..dynamics.rules import make_rule
 from ..errors import NdgmError
 from ..problems import Lasso
 from ..sparse.estimator import L1Regression
-from ..sparse.optim import RDA, ProxAdam, ProxSGD
+from ..sparse.optim import RDA, ProxAdam, ProxSGD, fit_grouped
 from ..sparse.solvers import LassoObjective, fista, single_threaded
 from .base import Claim, Experiment, Param, Result
 
@@ -163,32 +163,6 @@ REAL_SRC = "issue 3 / spec 3.3-3.4 (scikit-learn diabetes)"
 PAPER_LASSO_ZEROS = {0.01: 2, 0.05: 4, 0.2: 7}
 
 
-def _fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas: list[float], iterations: int, lr: float,
-                 **options) -> np.ndarray:
-    """Fit one weight vector per ``alpha`` with ONE optimizer whose parameter groups carry ``l1 = alpha``.
-
-    The loss is the sum of the (separable) smooth parts, so each group sees only its own gradient.
-    ``RDA(accelerated=True)`` is stepped with a closure (it takes the gradient at its own point).
-    """
-    n, d = X.shape
-    ws = [torch.zeros(d, dtype=X.dtype, requires_grad=True) for _ in alphas]
-    opt = cls([{"params": [w], "l1": a} for w, a in zip(ws, alphas)], lr=lr, **options)
-
-    def closure():
-        opt.zero_grad()
-        loss = sum((X @ w - y).pow(2).sum() for w in ws) / (2 * n)
-        loss.backward()
-        return loss
-
-    for _ in range(iterations):
-        if options.get("accelerated"):
-            opt.step(closure)
-        else:
-            closure()
-            opt.step()
-    return np.stack([w.detach().cpu().double().numpy() for w in ws])
-
-
 def _alphas(text: str) -> list[float]:
     try:
         vals = [float(v) for v in str(text).split(",") if v.strip()]
@@ -248,11 +222,11 @@ class LassoReal(Experiment):
         coefs["ista"] = np.stack([L1Regression(method="ista", alpha=a, max_iter=100000, tol=1e-12, dtype=config["dtype"])
                                   .fit(Xn, yn).coef_ for a in alphas])
         P = config["prox_iterations"]
-        coefs["proxsgd"] = _fit_grouped(ProxSGD, X, y, alphas, P, lr=1.0 / problem.smoothness)
-        coefs["proxadam"] = _fit_grouped(ProxAdam, X, y, alphas, P, lr=config["adam_lr"])
-        coefs["rda"] = _fit_grouped(RDA, X, y, alphas, P, lr=config["rda_lr"])
+        coefs["proxsgd"] = fit_grouped(ProxSGD, X, y, alphas, P, lr=1.0 / problem.smoothness)[0]
+        coefs["proxadam"] = fit_grouped(ProxAdam, X, y, alphas, P, lr=config["adam_lr"])[0]
+        coefs["rda"] = fit_grouped(RDA, X, y, alphas, P, lr=config["rda_lr"])[0]
         acrda_lr = config["acrda_lr"] or 1.0 / problem.smoothness
-        coefs["acrda"] = _fit_grouped(RDA, X, y, alphas, P, lr=acrda_lr, accelerated=True)
+        coefs["acrda"] = fit_grouped(RDA, X, y, alphas, P, lr=acrda_lr, accelerated=True)[0]
         cert_problem = LassoObjective(torch.as_tensor(Xn), torch.as_tensor(yn), torch.tensor(alphas, dtype=torch.float64))
         table = {}
         for name, W in coefs.items():
