@@ -61,6 +61,9 @@ def test_non_default_parameters_mark_spec_claims_not_run():
     (["run", "gdmap-1d", "--eta-singular", "0"], "--eta-singular must be a finite number > 0"),
     (["run", "gdmap-1d", "--t-max", "1.5"], "--t-max must be > 2"),
     (["run", "stability-toy", "--gd-weighting", "both"], "--gd-weighting must be one of uniform, p-weighted"),
+    # float64 on the CPU only: a float32 request is refused, not silently ignored
+    (["run", "stability-toy", "--dtype", "float32"], "stability-toy runs with dtype float64 only"),
+    (["run", "bifurcation", "--dtype", "float32"], "got --dtype float32"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path):
     rc = main(argv + ["--out", str(tmp_path)])

@@ -125,6 +125,10 @@ class Experiment:
     source: str = ""
     params: tuple[Param, ...] = ()
     overrides: dict[str, Any] = {}  # per-experiment defaults for the common params
+    # Common params this experiment does not vary (it computes in float64 on the CPU,
+    # say): recorded in the config, and any other value is refused rather than ignored.
+    fixed: dict[str, Any] = {}
+    fixed_reason: str = ""
     # What the paper-size run (reproduce --full) needs beyond this package: any of
     # "data_dir" (CIFAR-10 batches), "weights" (a VGG16 state dict), "gpu".
     full_requires: tuple[str, ...] = ()
@@ -132,6 +136,8 @@ class Experiment:
     def all_params(self) -> tuple[Param, ...]:
         own = {p.name for p in self.params}
         common = tuple(
+            Param(p.name, self.fixed[p.name], p.kind, f"fixed at {self.fixed[p.name]} here: {self.fixed_reason}")
+            if p.name in self.fixed else
             Param(p.name, self.overrides.get(p.name, p.default), p.kind, p.help, minimum=p.minimum)
             for p in COMMON_PARAMS
             if p.name not in own
@@ -153,6 +159,11 @@ class Experiment:
                 cfg[name] = p.quick
             else:
                 cfg[name] = p.default
+            if name in self.fixed and cfg[name] != self.fixed[name]:
+                if not (name == "device" and cfg[name] == "auto"):  # auto: the best there is, here the CPU
+                    raise NdgmError(f"{self.name} runs with {name} {self.fixed[name]} only "
+                                    f"({self.fixed_reason}); got --{name} {cfg[name]}")
+                cfg[name] = self.fixed[name]
         self.validate(cfg)
         return cfg
 

@@ -38,7 +38,8 @@ class Bifurcation(Experiment):
         Param("aperiodic_eta", 0.37, "pos", "step size where the attractor should be aperiodic (paper: ~0.37)"),
         Param("scale", PAPER_SCALE, "pos", "c in L = c (1 - t1 t2)^2 (model: 1.765; paper prints 3.53)"),
     )
-    overrides = {"device": "cpu"}
+    fixed = {"dtype": "float64", "device": "cpu"}
+    fixed_reason = "long iterations of a 2-D map, float64 on the CPU"
 
     def validate(self, config):
         if config["eta_min"] >= config["eta_max"]:

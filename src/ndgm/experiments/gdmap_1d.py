@@ -42,7 +42,8 @@ class GDMap1D(Experiment):
               quick=200),
         Param("saddle_eta", 0.1, "pos", "GD step of the saddle demo (< 1/2 = 1/max a_i)"),
     )
-    overrides = {"device": "cpu"}
+    fixed = {"dtype": "float64", "device": "cpu"}
+    fixed_reason = "the map facts are exact in float64"
 
     def validate(self, config):
         if config["t_max"] <= 2:

@@ -55,7 +55,8 @@ class SGDMonteCarlo(Experiment):
         Param("tol", 1e-8, "pos", "a run has converged when |1 - t1 t2| <= tol at the end"),
         Param("scale", PAPER_SCALE, "pos", "c in L = c (1 - t1 t2)^2 (model: 1.765; paper prints 3.53)"),
     )
-    overrides = {"device": "cpu"}
+    fixed = {"dtype": "float64", "device": "cpu"}
+    fixed_reason = "per-step SGD on a 2-D toy, float64 on the CPU"
 
     def validate(self, config):
         if not 0 <= config["p"] <= 1:

@@ -90,7 +90,8 @@ class StabilityToy(Experiment):
         Param("lyap_steps", 20000, "int", "SGD steps of the Lyapunov estimate (split over 20 blocks)",
               minimum=40, quick=8000),
     )
-    overrides = {"device": "cpu"}
+    fixed = {"dtype": "float64", "device": "cpu"}
+    fixed_reason = "the spec numbers are checked to 1e-4 in float64"
 
     def validate(self, config):
         for key in ("p1", "p2"):
