@@ -19,18 +19,20 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .errors import NdgmError
 
-__all__ = ["RunStore", "StoredRun", "config_hash", "ensure_writable", "versions", "DEFAULT_ROOT"]
+__all__ = ["RunStore", "StoredRun", "atomic_write", "config_hash", "ensure_writable", "flatten_summary", "versions",
+           "DEFAULT_ROOT"]
 
 DEFAULT_ROOT = Path(os.environ.get("NDGM_RUNS", "runs"))
 
@@ -56,6 +58,71 @@ def _jsonable(x: Any) -> Any:
 
 def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write one file so that readers see either the old file or the complete new one.
+
+    Parameters
+    ----------
+    path : Path
+        The file to create or replace.
+    write : callable
+        ``write(tmp)`` writes the whole content to the path ``tmp`` (a hidden name in the
+        same directory, so the final rename stays on one file system).
+
+    Notes
+    -----
+    The temporary file is flushed to disk before it is renamed over ``path``, and removed
+    if ``write`` (or anything after it) fails.
+    """
+    path = Path(path)
+    # A fresh name rather than mkstemp: the writer creates the file itself, so it gets the
+    # usual umask permissions instead of mkstemp's 0600.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_SCALAR = (bool, int, float, str)
+
+
+def flatten_summary(summary: dict, max_list: int | None = None) -> list[tuple[str, Any]]:
+    """The scalar entries of a nested summary, as ``(dotted.key, value)`` pairs in order.
+
+    Parameters
+    ----------
+    summary : dict
+        A run's summary; nested dicts give dotted keys (``bands.gap``).
+    max_list : int or None
+        Also keep lists of at most this many scalars; ``None`` (default) keeps no lists.
+
+    Returns
+    -------
+    list of (str, object)
+        Numbers, strings, booleans and ``None`` (and the short lists), depth first.
+    """
+    out: list[tuple[str, Any]] = []
+
+    def walk(obj: dict, prefix: str) -> None:
+        for k, v in obj.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, key + ".")
+            elif isinstance(v, _SCALAR) or v is None:
+                out.append((key, v))
+            elif (max_list is not None and isinstance(v, list) and len(v) <= max_list
+                  and all(isinstance(x, _SCALAR) for x in v)):
+                out.append((key, v))
+
+    walk(summary, "")
+    return out
 
 
 def config_hash(experiment: str, config: dict) -> str:
@@ -162,28 +229,26 @@ class RunStore:
     def runs(self, recursive: bool = False) -> list[StoredRun]:
         """Finished runs, oldest first; ``recursive`` also looks up to three folders down
         (``runs/reproduce/runs/...``, ``runs/sweeps/runs/...``)."""
-        if not self.root.is_dir():
-            return []
-        patterns = ["*/result.json"] + (["*/*/result.json", "*/*/*/result.json", "*/*/*/*/result.json"] if recursive else [])
-        folders = sorted({f.parent for pat in patterns for f in self.root.glob(pat)})
-        out = []
-        for p in folders:
-            if any(part.startswith(".") for part in p.relative_to(self.root).parts):
-                continue
-            try:
-                out.append(self._read(p))
-            except (OSError, ValueError):
-                continue
-        out.sort(key=lambda r: (r.config.get("finished", ""), r.run_id))
+        return self._read_all(self._folders(recursive))
+
+    def index(self) -> dict[str, StoredRun]:
+        """Finished runs (top level) by config hash, read in one pass over the store.
+
+        Where several runs share a hash, the oldest is kept: the one `find` returns.
+        """
+        out: dict[str, StoredRun] = {}
+        for r in self.runs():
+            h = r.config.get("config_hash")
+            if h is not None:
+                out.setdefault(h, r)
         return out
 
     def find(self, experiment: str, config: dict) -> StoredRun | None:
-        """A finished run with exactly this experiment and config, if any."""
-        h = config_hash(experiment, config)
-        for r in self.runs():
-            if r.config.get("config_hash") == h:
-                return r
-        return None
+        """A finished run with exactly this experiment and config, if any (the oldest).
+
+        To look up many configurations, build `index` once and use `config_hash` keys.
+        """
+        return self.index().get(config_hash(experiment, config))
 
     def load(self, run: str | Path) -> StoredRun:
         """Load a run by path, by id under the root, or by a unique id prefix."""
@@ -193,12 +258,32 @@ class RunStore:
         q = self.root / str(run)
         if (q / "result.json").is_file():
             return self._read(q)
-        matches = [r for r in self.runs(recursive=True) if r.run_id.startswith(str(run))]
+        # Match on folder names first, so only the candidates' JSON is read.
+        matches = self._read_all([f for f in self._folders(recursive=True) if f.name.startswith(str(run))])
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise NdgmError(f"run {run!r} is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
         raise NdgmError(f"no run {run!r} under {str(self.root)!r} (see 'ndgm list')")
+
+    def _folders(self, recursive: bool) -> list[Path]:
+        """Run folders (those holding a ``result.json``), sorted, none under a hidden name."""
+        if not self.root.is_dir():
+            return []
+        patterns = ["*/result.json"] + (["*/*/result.json", "*/*/*/result.json", "*/*/*/*/result.json"] if recursive else [])
+        folders = sorted({f.parent for pat in patterns for f in self.root.glob(pat)})
+        return [p for p in folders if not any(part.startswith(".") for part in p.relative_to(self.root).parts)]
+
+    def _read_all(self, folders: list[Path]) -> list[StoredRun]:
+        """Read ``folders`` as runs, oldest first; an unreadable folder is skipped."""
+        out = []
+        for p in folders:
+            try:
+                out.append(self._read(p))
+            except (OSError, ValueError):
+                continue
+        out.sort(key=lambda r: (r.config.get("finished", ""), r.run_id))
+        return out
 
     @staticmethod
     def _read(path: Path) -> StoredRun:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import NdgmError
 from .experiments import get_experiment
-from .store import RunStore, StoredRun, ensure_writable
+from .store import RunStore, StoredRun, atomic_write, config_hash, ensure_writable, flatten_summary
 
 __all__ = ["parse_grid", "expand", "SweepPlan", "plan_sweep", "run_sweep", "sweep_table"]
 
@@ -102,8 +102,9 @@ class SweepPlan:
 
 def plan_sweep(experiment: str, configs: list[dict], store: RunStore) -> SweepPlan:
     finished, todo = [], []
+    index = store.index()
     for cfg in configs:
-        run = store.find(experiment, cfg)
+        run = index.get(config_hash(experiment, cfg))
         (finished if run is not None else todo).append(run if run is not None else cfg)
     return SweepPlan(experiment, configs, finished, todo)
 
@@ -158,26 +159,19 @@ def run_sweep(plan: SweepPlan, store: RunStore, scheduler: str | None = None, wo
     return new
 
 
-def _flatten(prefix: str, obj: Any, out: dict) -> None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _flatten(f"{prefix}{k}.", v, out)
-    elif isinstance(obj, (bool, int, float, str)) or obj is None:
-        out[prefix[:-1]] = obj
-
-
 def sweep_table(experiment: str, configs: list[dict], store: RunStore):
     """One row per configuration (grid order): config, summary scalars, claim counts, run id."""
     import pandas as pd
 
     rows = []
+    index = store.index()  # read now, after the sweep, so that its new runs are in it
     for cfg in configs:
-        run = store.find(experiment, cfg)
+        run = index.get(config_hash(experiment, cfg))
         if run is None:
             continue
         row: dict[str, Any] = {"run_id": run.run_id}
         row.update({f"config.{k}": v for k, v in cfg.items()})
-        _flatten("", run.result.get("summary", {}), row)
+        row.update(flatten_summary(run.result.get("summary", {})))
         claims = run.result.get("claims", [])
         row["claims_reproduced"] = sum(c.get("passed") is True for c in claims)
         row["claims_total"] = len(claims)
@@ -186,14 +180,12 @@ def sweep_table(experiment: str, configs: list[dict], store: RunStore):
 
 
 def write_table(df, out_dir: Path, stem: str = "sweep") -> tuple[Path, Path]:
-    """Write ``stem.csv`` and ``stem.parquet`` atomically (temp file, then rename)."""
+    """Write ``stem.csv`` and ``stem.parquet``, each atomically (see `ndgm.store.atomic_write`)."""
     out_dir = Path(out_dir)
     csv, pq = out_dir / f"{stem}.csv", out_dir / f"{stem}.parquet"
-    tmp_csv, tmp_pq = out_dir / f".{stem}.csv.tmp", out_dir / f".{stem}.parquet.tmp"
-    df.to_csv(tmp_csv, index=False)
-    df.to_parquet(tmp_pq, index=False)
-    os.replace(tmp_csv, csv)
-    os.replace(tmp_pq, pq)
+    # Parquet first: it is the writer that can refuse a column type, and then neither file changes.
+    atomic_write(pq, lambda tmp: df.to_parquet(tmp, index=False))
+    atomic_write(csv, lambda tmp: df.to_csv(tmp, index=False))
     return csv, pq
 
 

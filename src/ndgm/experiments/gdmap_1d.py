@@ -57,14 +57,14 @@ class GDMap1D(Experiment):
         etas = {"singular": config["eta_singular"], "cycle": config["eta_cycle"], "converge": config["eta_converge"]}
         finals, after_one, tails = {}, {}, {}
         for key, eta in etas.items():
+            # Keep only the iterates that are used: the first and the last two (T >= 1).
             t = t0.clone()
-            path = [t]
-            for _ in range(T):
-                t = q.gd_map(t, eta)
-                path.append(t)
-            after_one[key] = path[1]
+            for i in range(T):
+                prev, t = t, q.gd_map(t, eta)
+                if i == 0:
+                    after_one[key] = t
             finals[key] = t
-            tails[key] = torch.stack(path[-2:])  # last two iterates (a 2-cycle shows both points)
+            tails[key] = torch.stack([prev, t])  # last two iterates (a 2-cycle shows both points)
 
         sqrt3 = math.sqrt(3)
         sing = etas["singular"]

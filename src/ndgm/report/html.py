@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from ..store import StoredRun
+from ..store import StoredRun, atomic_write, flatten_summary
 from .claims import _fmt
 
 CSS = """
@@ -68,18 +68,6 @@ def _claims_table(claims: list[dict], with_experiment: bool, table_id: str = "")
             + _claims_rows(claims, with_experiment) + "</tbody></table>")
 
 
-def _scalars(summary: dict, prefix: str = "") -> list[tuple[str, object]]:
-    out = []
-    for k, v in summary.items():
-        if isinstance(v, dict):
-            out += _scalars(v, f"{prefix}{k}.")
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out.append((prefix + k, v))
-        elif isinstance(v, list) and len(v) <= 8 and all(isinstance(x, (int, float, str, bool)) for x in v):
-            out.append((prefix + k, v))
-    return out
-
-
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<figure><img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
@@ -96,7 +84,7 @@ def _section(run: StoredRun) -> str:
     claims = run.result.get("claims", [])
     figs = json.loads((run.path / "figures.json").read_text()) if (run.path / "figures.json").is_file() else []
     figs = [run.path / f for f in figs if (run.path / f).is_file()]
-    numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{html.escape(_fmt(v))}</td></tr>' for k, v in _scalars(run.result.get("summary", {})))
+    numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{html.escape(_fmt(v))}</td></tr>' for k, v in flatten_summary(run.result.get("summary", {}), max_list=8))
     return f"""
 <section id="{html.escape(run.experiment)}">
 <h2>{html.escape(title)} <small class="meta">({html.escape(run.experiment)}; {html.escape(source)})</small></h2>
@@ -132,7 +120,5 @@ def write_report(path: Path, runs: list[StoredRun], ledger: list[dict], title: s
 </body></html>
 """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(body, encoding="utf-8"))
     return path
