@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from ndgm.analysis.curvature import lanczos, problem_hessian, problem_hvp
+from ndgm.analysis.curvature import lanczos, problem_hvp
+from ndgm.analysis.gdmap import hessian
 from ndgm.analysis.rates import (
-    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_bound, subgradient_bound,
+    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_iterations_bound,
+    subgradient_iterations_bound,
 )
 from ndgm.cli import main
 from ndgm.data.digits import load_digits_split
@@ -62,7 +64,7 @@ def test_huber_sharpness_matches_lanczos_on_dense_hessian():
     problem = HuberRegression(X, y, 0.5)
     g = torch.Generator().manual_seed(0)
     W = torch.randn(4, 30, generator=g, dtype=torch.float64) * 0.5
-    H = problem_hessian(problem, W)
+    H = hessian(problem, W)
     expect = torch.linalg.eigvalsh(H)[:, -1]
     got = huber_sharpness(X, y, 0.5, W)
     torch.testing.assert_close(got, expect, rtol=1e-10, atol=1e-12)
@@ -125,8 +127,8 @@ def test_rate_helpers():
     np.testing.assert_array_equal(iterations_to_reach(two, np.array([0.5, 0.5])), [3, 0])
     x = np.logspace(0, 3, 7)
     assert loglog_slope(x, 3 * x ** 1.7) == pytest.approx(1.7, rel=1e-12)
-    assert smooth_bound(2.0, 3.0, np.array([0.5]))[0] == pytest.approx(18.0)
-    assert subgradient_bound(2.0, 3.0, np.array([0.5]))[0] == pytest.approx(144.0)
+    assert smooth_iterations_bound(2.0, 3.0, np.array([0.5]))[0] == pytest.approx(18.0)
+    assert subgradient_iterations_bound(2.0, 3.0, np.array([0.5]))[0] == pytest.approx(144.0)
 
 
 def test_sharpness_experiment_small(tmp_path):

@@ -76,16 +76,13 @@ def _close(a, b):
 
 
 def test_fig4_intervals():
-    def lam(eta, p):
-        return lambda s: p * np.log(np.abs(1 - A[0] * eta * s)) + (1 - p) * np.log(np.abs(1 - A[1] * eta * s))
-
     def mu(eta, abar):
-        return stable_intervals(lambda s: np.log(np.abs(1 - eta * abar * s)), eta, (abar,))
+        return stable_intervals(eta, (1.0,), (abar,))
 
-    sgd1 = stable_intervals(lam(0.15, 0.5), 0.15, A)
+    sgd1 = stable_intervals(0.15, (0.5, 0.5), A)
     assert _close(sgd1, EXPECTED_INTERVALS["sgd1"])
     assert _close(mu(0.15, 3.53), EXPECTED_INTERVALS["gd1"])
-    assert _close(stable_intervals(lam(0.3, 0.58), 0.3, A), EXPECTED_INTERVALS["sgd2"])
+    assert _close(stable_intervals(0.3, (0.58, 1 - 0.58), A), EXPECTED_INTERVALS["sgd2"])
     assert mu(0.3, 3.53) == []
     assert _close(mu(0.3, 0.58 * 0.81 + 0.42 * 6.25), EXPECTED_INTERVALS["gd2_weighted"])
     # Each boundary is a root; the interior has the right sign.
@@ -114,8 +111,9 @@ def test_fig3_right_trajectories():
 
 def test_thresholds_and_orbits():
     toy = TwoPointReLU()
-    assert stability_threshold(toy, 1, 0.2, 0.3) == pytest.approx(0.28329, abs=1e-5)
-    assert stability_threshold(toy, 1, 0.2, 0.3) == pytest.approx(1 / 3.53, rel=1e-9)
+    eta1 = stability_threshold(toy, 1, 0.2, 0.3)
+    assert eta1 == pytest.approx(0.28329, abs=1e-5)
+    assert eta1 == pytest.approx(1 / 3.53, rel=1e-9)
     assert stability_threshold(toy, 2, 0.2834, 0.36) == pytest.approx(0.35016, abs=1e-5)
     (o2,) = periodic_orbits(toy, 0.325, 2)
     assert o2 == pytest.approx([0.77152, 1.12978], abs=1e-5)

@@ -4,7 +4,8 @@ r"""Curvature tools: Hessian-vector products, top eigenvalues, sharpness trackin
   parameter vector ``theta``; its `~ModelObjective.hvp` computes ``H(theta) v`` over the
   full batch, summed over fixed-size chunks so that memory stays bounded.
 * `problem_hvp` does the same for the batched problems of `ndgm.problems`
-  (``W`` of shape ``(K, d)``: one Hessian block per configuration).
+  (``W`` of shape ``(K, d)``: one Hessian block per configuration); the blocks themselves
+  are `ndgm.analysis.gdmap.hessian`.
 * `lanczos` (full reorthogonalisation) and `power_iteration` find top eigenvalues of a
   symmetric operator given only its matrix-vector product, and count the products used.
 * `SharpnessTracker` is a training callback: every ``every`` steps it records the top-k
@@ -36,7 +37,6 @@ __all__ = [
     "mse_sum",
     "cross_entropy_sum",
     "problem_hvp",
-    "problem_hessian",
     "EigResult",
     "lanczos",
     "power_iteration",
@@ -84,6 +84,8 @@ class ModelObjective:
     ----------
     dim : int
         Number of parameters.
+    dtype, device
+        Those of the parameters (of ``X`` when there are none): vectors in parameter space use them.
     n_hvp : int
         Hessian-vector products computed so far (one per full-batch product).
     """
@@ -215,14 +217,6 @@ def problem_hvp(problem: Problem, W: Tensor, V: Tensor) -> Tensor:
     return torch.zeros_like(W) if hv is None else hv.detach()
 
 
-def problem_hessian(problem: Problem, W: Tensor) -> Tensor:
-    """Dense per-configuration Hessians ``(K, d, d)`` by ``torch.func.hessian`` (reference)."""
-    K, d = W.shape
-    H = torch.func.hessian(lambda w: problem.value(w).sum())(W.detach())  # (K, d, K, d)
-    idx = torch.arange(K)
-    return H[idx, :, idx, :].detach()
-
-
 # -- eigenvalue solvers -------------------------------------------------------------
 
 @dataclass
@@ -329,9 +323,7 @@ def lanczos(
     history: list[float] = []
     n = 0
     converged = False
-    theta = s = None
-    order = None
-    for j in range(m_max):
+    for j in range(m_max):  # m_max >= k >= 1: the loop body runs, so theta, s, top, resid are set
         if j + 1 >= Q.shape[0]:
             Q = torch.cat([Q, torch.zeros(min(Q.shape[0], m_max + 1 - Q.shape[0]), dim, dtype=dtype, device=device)])
         w = matvec(Q[j])
@@ -365,11 +357,9 @@ def lanczos(
         betas.append(beta)
         Q[j + 1] = w / beta
     m = len(alphas)
-    top = order[:k]
     S = torch.as_tensor(s[:, top], dtype=dtype, device=device)
     vecs = Q[:m].T @ S
     vecs = vecs / torch.linalg.vector_norm(vecs, dim=0, keepdim=True)
-    resid = np.abs(beta * s[-1, top])
     return EigResult(theta[top].copy(), vecs, n, resid, converged, history)
 
 
@@ -474,7 +464,8 @@ class SharpnessTracker:
         v0 = None
         if self.warm_start and self._vectors is not None:
             g = torch.Generator().manual_seed(self.seed + step)
-            noise = torch.randn(objective.dim, generator=g, dtype=torch.float64).to(objective._theta(theta))
+            noise = torch.randn(objective.dim, generator=g, dtype=torch.float64)
+            noise = noise.to(dtype=objective.dtype, device=objective.device)
             base = self._vectors.sum(1)
             v0 = base / torch.linalg.vector_norm(base) + 1e-3 * noise / torch.linalg.vector_norm(noise)
         res = lanczos(objective.matvec(theta), objective.dim, k, v0=v0, tol=self.tol, max_iter=self.max_iter,

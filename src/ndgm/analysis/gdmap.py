@@ -48,17 +48,18 @@ def hessian(problem: Problem, W: Tensor) -> Tensor:
     """Hessians ``(K, d, d)`` of ``problem.value`` at every row of ``W`` by double backward.
 
     Rows are independent configurations, so ``d`` backward passes through ``grad(sum_k L_k)``
-    give every Hessian at once. At a kink autodiff's convention applies (``relu'' = 0``).
+    give every Hessian at once, without the ``(K, d, K, d)`` tensor of a dense Hessian of the
+    sum. At a kink autodiff's convention applies (``relu'' = 0``).
     """
+    K, d = W.shape
     with torch.enable_grad():
         Wg = W.detach().clone().requires_grad_(True)
         (g,) = torch.autograd.grad(problem.value(Wg).sum(), Wg, create_graph=True)
+        if not g.requires_grad:  # a gradient constant in W (e.g. autodiff's |w|) has no graph: H = 0
+            return torch.zeros(K, d, d, dtype=W.dtype, device=W.device)
         rows = []
-        for j in range(W.shape[1]):
-            if g.requires_grad:
-                (r,) = torch.autograd.grad(g[:, j].sum(), Wg, retain_graph=True, allow_unused=True)
-            else:
-                r = None
+        for j in range(d):
+            (r,) = torch.autograd.grad(g[:, j].sum(), Wg, retain_graph=True, allow_unused=True)
             rows.append(torch.zeros_like(W) if r is None else r)
     return torch.stack(rows, dim=1).detach()
 

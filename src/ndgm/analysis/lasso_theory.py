@@ -22,6 +22,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from .rates import subgradient_best_gap_bound
+
 __all__ = ["ToyLimit", "toy_limit", "toy_limit_exact", "toy_iterate_exact", "toy_loss_bound",
            "subgradient_bound", "subgradient_bound_limit", "rmsprop_toy_step", "toy_loss_bound_rmsprop"]
 
@@ -99,13 +101,15 @@ def toy_loss_bound(d: int, eta: float, lam: float) -> float:
     return d * eta * lam**2
 
 
-def subgradient_bound(R: float, G: float, eta: float, k: int) -> float:
+def subgradient_bound(R: float, G: float, eta: float, k: int | np.ndarray) -> float | np.ndarray:
     r"""Constant-step subgradient bound (Boyd, Xiao & Mutapcic 2003):
 
-    :math:`\min_{i \le k} f(w_i) - f^\star \le \dfrac{R^2 + G^2 k \eta^2}{2 k \eta}`,
+    :math:`\min_{i \le k} f(w_i) - f^\star \le \dfrac{R^2}{2 k \eta} + \dfrac{G^2 \eta}{2}`,
     ``R = ||w0 - w*||``, ``G`` a bound on subgradient norms (toy: ``lam sqrt(d)``).
+    `ndgm.analysis.rates.subgradient_best_gap_bound` computes it (arguments ``G, R`` there), in
+    float64 also for `fractions.Fraction` inputs.
     """
-    return (R**2 + G**2 * k * eta**2) / (2 * k * eta)
+    return subgradient_best_gap_bound(G, R, eta, k)
 
 
 def subgradient_bound_limit(G: float, eta: float) -> float:

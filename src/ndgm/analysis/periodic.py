@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import brentq
 
-from ..errors import NdgmError, check_int
+from ..errors import NdgmError, check_int, check_positive
 from ..toys import TwoPointReLU
 
 __all__ = ["periodic_orbits", "orbit_multipliers", "is_stable", "stability_threshold", "Attractors", "attractors"]
@@ -42,9 +41,10 @@ def periodic_orbits(toy: TwoPointReLU, eta: float, k: int, t_range: tuple[float,
     roots of least period ``j < k`` (``j | k``) are dropped, and orbits that leave ``t > 0``
     (where the ReLUs die and the formula no longer is GD) are dropped.
     """
+    from scipy.optimize import brentq  # here, not at import: the CLI should not pay for scipy.optimize
+
     k = check_int("period k", k, minimum=1)
-    if not eta > 0:
-        raise NdgmError(f"eta must be > 0, got {eta!r}")
+    eta = check_positive("eta", eta)
     t = np.linspace(*t_range, grid)
     f = _iterate(toy, t, eta, k) - t
     roots = []
@@ -93,11 +93,8 @@ def is_stable(multipliers: np.ndarray) -> bool:
 
 
 def _worst_modulus(toy, eta, k, t_range):
-    orbits = periodic_orbits(toy, eta, k, t_range)
-    if not orbits:
-        return math.inf
-    best = math.inf
-    for o in orbits:
+    best = math.inf  # also the answer when there is no orbit: nothing is stable
+    for o in periodic_orbits(toy, eta, k, t_range):
         m = orbit_multipliers(toy, o, eta)
         keep = np.abs(m - 1) >= NEUTRAL_TOL
         best = min(best, float(np.abs(m[keep]).max()) if keep.any() else 0.0)
@@ -111,6 +108,8 @@ def stability_threshold(toy: TwoPointReLU, k: int, eta_lo: float, eta_hi: float,
     Brent's method on ``eta -> max |multiplier| - 1`` (the neutral tangent multiplier excluded);
     ``eta_lo`` must have a stable orbit and ``eta_hi`` none.
     """
+    from scipy.optimize import brentq  # here, not at import: the CLI should not pay for scipy.optimize
+
     f = lambda eta: _worst_modulus(toy, eta, k, t_range) - 1  # noqa: E731
     flo, fhi = f(eta_lo), f(eta_hi)
     if not (flo < 0 < fhi):

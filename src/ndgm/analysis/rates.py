@@ -27,8 +27,8 @@ from ..problems import Problem, lambda_max
 __all__ = [
     "LeastSquares",
     "LeastAbsoluteDeviations",
-    "smooth_bound",
-    "subgradient_bound",
+    "smooth_iterations_bound",
+    "subgradient_iterations_bound",
     "subgradient_best_gap_bound",
     "iterations_to_reach",
     "loglog_slope",
@@ -99,18 +99,22 @@ def _consistent_minimiser(X: Tensor, y: Tensor) -> Tensor | None:
     return w if resid <= 1e-10 * max(1.0, float(torch.linalg.vector_norm(y))) else None
 
 
-def smooth_bound(L: float, R: float, eps: np.ndarray) -> np.ndarray:
+def smooth_iterations_bound(L: float, R: float, eps: np.ndarray) -> np.ndarray:
     r"""GD with step ``1/L`` on a convex L-smooth loss: ``k <= L R^2 / (2 eps)`` iterations."""
     return L * R ** 2 / (2 * np.asarray(eps, dtype=float))
 
 
-def subgradient_bound(G: float, R: float, eps: np.ndarray) -> np.ndarray:
+def subgradient_iterations_bound(G: float, R: float, eps: np.ndarray) -> np.ndarray:
     r"""Subgradient method, step ``eps / G^2``, convex G-Lipschitz loss: ``k <= R^2 G^2 / eps^2``."""
     return (R * G) ** 2 / np.asarray(eps, dtype=float) ** 2
 
 
-def subgradient_best_gap_bound(G: float, R: float, eta: np.ndarray, k: int) -> np.ndarray:
-    r"""``min_{j<k} f(w_j) - f* <= R^2 / (2 k eta) + G^2 eta / 2`` (constant step ``eta``)."""
+def subgradient_best_gap_bound(G: float, R: float, eta: np.ndarray, k: int | np.ndarray) -> np.ndarray:
+    r"""``min_{j<k} f(w_j) - f* <= R^2 / (2 k eta) + G^2 eta / 2`` (constant step ``eta``).
+
+    Boyd, Xiao & Mutapcic (2003) for a convex G-Lipschitz loss and ``R = ||w_0 - w*||``;
+    ``eta`` and ``k`` broadcast against each other.
+    """
     eta = np.asarray(eta, dtype=float)
     return R ** 2 / (2 * k * eta) + G ** 2 * eta / 2
 

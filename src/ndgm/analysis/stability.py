@@ -9,7 +9,8 @@
   estimate reads ``max(0, lambda)``.
 * `lyapunov_exact_1d`: ``sum_b p_b log|1 - eta h_b|`` when every batch Hessian acts on one
   common normal line.
-* `stable_intervals`: the sets ``{t1 : exponent(s(t1)) < 0}`` of the two-point toy, as exact
+* `exponent_of_s`: the two-point toy's exponents ``sum_i w_i log|1 - eta a_i s|`` (`toy_mu`,
+  `toy_lambda`), and `stable_intervals`: the sets ``{t1 : exponent(s(t1)) < 0}``, as exact
   intervals (root finding in ``s = t1^2 + t1^-2``).
 * `wu_ma_e`: sharpness ``a`` and non-uniformity ``s`` of an ``nn.Module`` by Lanczos on
   per-sample Hessian-vector products, with the GD and SGD mean-square conditions.
@@ -22,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import brentq
 from torch import Tensor
 
-from ..errors import NdgmError
+from ..errors import NdgmError, check_positive
 
 __all__ = [
     "normal_basis",
@@ -33,6 +33,7 @@ __all__ = [
     "lyapunov_exponents",
     "LyapunovEstimate",
     "lyapunov_exact_1d",
+    "exponent_of_s",
     "toy_mu",
     "toy_lambda",
     "stable_intervals",
@@ -41,16 +42,6 @@ __all__ = [
     "WuMaE",
     "wu_ma_e",
 ]
-
-
-def _check_eta(eta: float) -> float:
-    try:
-        v = float(eta)
-    except (TypeError, ValueError):
-        raise NdgmError(f"eta must be a number, got {eta!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise NdgmError(f"eta must be a finite number > 0, got {eta!r}")
-    return v
 
 
 def _check_p(p) -> np.ndarray:
@@ -93,7 +84,7 @@ def gd_mu(H: Tensor, eta: float, Q: Tensor | None) -> float:
     ``mu < 0`` (sharpness ``< 2 / eta`` on ``N``): GD converges near ``theta*`` with positive
     probability; ``mu > 0``: almost surely not.
     """
-    eta = _check_eta(eta)
+    eta = check_positive("eta", eta)
     H = torch.as_tensor(H, dtype=torch.float64)
     Q = _check_basis(Q, H.shape[-1])
     A = Q.T @ (torch.eye(H.shape[-1], dtype=H.dtype) - eta * H) @ Q
@@ -148,7 +139,7 @@ def lyapunov_exponents(batch_hessians: Tensor, p, eta: float, Q: Tensor | None, 
     Q : Tensor (d, m)
         Orthonormal basis of the normal space. Required: ``None`` raises `NdgmError`.
     """
-    eta = _check_eta(eta)
+    eta = check_positive("eta", eta)
     Hb = torch.as_tensor(batch_hessians, dtype=torch.float64)
     if Hb.ndim != 3 or Hb.shape[1] != Hb.shape[2]:
         raise NdgmError(f"batch_hessians must have shape (B, d, d), got {tuple(Hb.shape)}")
@@ -178,7 +169,7 @@ def lyapunov_exponents(batch_hessians: Tensor, p, eta: float, Q: Tensor | None, 
 
 def lyapunov_exact_1d(h, p, eta: float) -> float:
     """``lambda = sum_b p_b log|1 - eta h_b|``: exact when every ``H_b = h_b n n^T`` for one unit ``n``."""
-    eta = _check_eta(eta)
+    eta = check_positive("eta", eta)
     p = _check_p(p)
     h = np.asarray(h, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -200,34 +191,80 @@ def _t1_of_s(s: float) -> tuple[float, float]:
     return 1 / hi, hi
 
 
+def exponent_of_s(s, eta: float, weights, curvature) -> np.ndarray:
+    r"""``sum_i w_i log|1 - eta a_i s|``: a toy exponent as a function of ``s = t1^2 + t1^-2``.
+
+    On ``M`` sample ``i`` has normal curvature ``a_i s``, so this is the SGD exponent ``lambda``
+    with batch probabilities ``w_i``, and the GD exponent ``mu`` with the single term
+    ``weights = (1,)``, ``curvature = (abar,)``. No range checks: `toy_mu`, `toy_lambda` and
+    `stable_intervals` check theirs once, and root finding calls this many times.
+
+    Parameters
+    ----------
+    s : array_like
+        Curvature factors (``s >= 2`` on ``M``).
+    eta : float
+        Step size.
+    weights, curvature : sequence of float
+        ``w_i`` and ``a_i``, of the same length.
+
+    Returns
+    -------
+    ndarray
+        Shape of ``s``; ``-inf`` at a pole ``s = 1 / (eta a_i)``.
+    """
+    s = np.asarray(s, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return sum(w * np.log(np.abs(1 - eta * a * s)) for w, a in zip(weights, curvature, strict=True))
+
+
 def toy_mu(t1, eta: float, weights=(0.5, 0.5), curvature=(0.81, 6.25)) -> np.ndarray:
     """``mu = log|1 - eta abar s|``, ``abar = sum_i w_i a_i`` (uniform weights give 3.53)."""
-    eta = _check_eta(eta)
-    w = _check_p(weights)
-    abar = float(np.dot(w, curvature))
-    with np.errstate(divide="ignore"):
-        return np.log(np.abs(1 - eta * abar * s_of_t1(t1)))
+    eta = check_positive("eta", eta)
+    abar = float(np.dot(_check_p(weights), curvature))
+    return exponent_of_s(s_of_t1(t1), eta, (1.0,), (abar,))
 
 
 def toy_lambda(t1, eta: float, p: float, curvature=(0.81, 6.25)) -> np.ndarray:
     """``lambda = p log|1 - a_1 eta s| + (1 - p) log|1 - a_2 eta s|`` (batch size 1)."""
-    eta = _check_eta(eta)
+    eta = check_positive("eta", eta)
     _check_p([p, 1 - p])
-    s = s_of_t1(t1)
-    with np.errstate(divide="ignore"):
-        return p * np.log(np.abs(1 - curvature[0] * eta * s)) + (1 - p) * np.log(np.abs(1 - curvature[1] * eta * s))
+    return exponent_of_s(s_of_t1(t1), eta, (p, 1 - p), curvature)
 
 
-def stable_intervals(exponent_of_s, eta: float, curvature, grid: int = 200_001) -> list[tuple[float, float]]:
-    r"""The set ``{t1 > 0 : exponent(s(t1)) < 0}`` as sorted open intervals of ``t1``.
+def stable_intervals(eta: float, weights, curvature, grid: int = 200_001) -> list[tuple[float, float]]:
+    r"""The set ``{t1 > 0 : exponent_of_s(s(t1), eta, weights, curvature) < 0}`` as sorted open intervals.
 
-    ``exponent_of_s`` is a vectorised function of ``s >= 2`` that is a combination of
-    ``log|1 - eta a_i s|``. Beyond ``s_max = 2 / (eta min a_i)`` every term is positive, so the
-    search is on ``[2, s_max]``, split at the poles ``1 / (eta a_i)``; sign changes on a
-    fine grid are refined by Brent's method to ~1e-14. Each ``s``-interval maps to the two
-    mirror intervals ``t1 <-> 1/t1`` (one interval when it contains ``s = 2``, i.e. ``t1 = 1``).
+    Beyond ``s_max = 2 / (eta min a_i)`` every term of the exponent is positive, so the search
+    is on ``[2, s_max]``, split at the poles ``1 / (eta a_i)``; sign changes on a fine grid are
+    refined by Brent's method to ~1e-14. Each ``s``-interval maps to the two mirror intervals
+    ``t1 <-> 1/t1`` (one interval when it contains ``s = 2``, i.e. ``t1 = 1``).
+
+    Parameters
+    ----------
+    eta : float
+        Step size (> 0).
+    weights : sequence of float
+        ``w_i`` in [0, 1] summing to 1: batch probabilities (SGD), or ``(1,)`` with
+        ``curvature = (abar,)`` (GD).
+    curvature : sequence of float
+        Per-sample curvature constants ``a_i > 0``.
+    grid : int
+        Total grid points over the pieces (at least 1001 per piece).
+
+    Returns
+    -------
+    list of (float, float)
+        Sorted intervals of ``t1``.
     """
-    eta = _check_eta(eta)
+    from scipy.optimize import brentq  # here, not at import: the CLI should not pay for scipy.optimize
+
+    eta = check_positive("eta", eta)
+    weights = _check_p(weights)
+
+    def f(s):
+        return exponent_of_s(s, eta, weights, curvature)
+
     s_max = 2 / (eta * min(curvature)) * (1 + 1e-9)
     poles = sorted(1 / (eta * a) for a in curvature if 2 < 1 / (eta * a) < s_max)
     edges = [2.0] + poles + [s_max]
@@ -236,9 +273,9 @@ def stable_intervals(exponent_of_s, eta: float, curvature, grid: int = 200_001) 
         s = np.linspace(lo, hi, max(grid // len(edges), 1001))
         s[0], s[-1] = lo, hi
         with np.errstate(divide="ignore", invalid="ignore"):
-            f = exponent_of_s(s)
+            fs = f(s)
         # At a pole the exponent is -inf: negative by continuity.
-        neg = f < 0
+        neg = fs < 0
         i = 0
         while i < len(s):
             if not neg[i]:
@@ -247,8 +284,8 @@ def stable_intervals(exponent_of_s, eta: float, curvature, grid: int = 200_001) 
             j = i
             while j + 1 < len(s) and neg[j + 1]:
                 j += 1
-            a = lo if i == 0 else brentq(exponent_of_s, s[i - 1], s[i], xtol=1e-15, rtol=1e-15)
-            b = hi if j == len(s) - 1 else brentq(exponent_of_s, s[j], s[j + 1], xtol=1e-15, rtol=1e-15)
+            a = lo if i == 0 else brentq(f, s[i - 1], s[i], xtol=1e-15, rtol=1e-15)
+            b = hi if j == len(s) - 1 else brentq(f, s[j], s[j + 1], xtol=1e-15, rtol=1e-15)
             if s_intervals and abs(s_intervals[-1][1] - a) < 1e-12:
                 s_intervals[-1][1] = b  # continues across a pole
             else:
@@ -331,7 +368,7 @@ def wu_ma_e(model: torch.nn.Module, X: Tensor, Y: Tensor, eta: float, batch_size
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    eta = _check_eta(eta)
+    eta = check_positive("eta", eta)
     n = X.shape[0]
     if not (1 <= int(batch_size) <= n):
         raise NdgmError(f"batch_size must be in [1, n={n}], got {batch_size!r}")
@@ -342,18 +379,21 @@ def wu_ma_e(model: torch.nn.Module, X: Tensor, Y: Tensor, eta: float, batch_size
     def H(v):
         return hvp(v).mean(0)
 
-    def Sigma(v):
-        Hiv = hvp(v)  # (n, d)
+    def sigma_from(Hiv):
+        """``Sigma v`` given the per-sample products ``Hiv = hvp(v)`` (rows ``H_i v``)."""
         HiHiv = hvp(Hiv)  # row i: H_i (H_i v)
-        Hv = Hiv.mean(0)
-        return HiHiv.mean(0) - H(Hv)
+        return HiHiv.mean(0) - H(Hiv.mean(0))
+
+    def Sigma(v):
+        return sigma_from(hvp(v))
 
     gamma = eta**2 * (n - B) / (B * (n - 1)) if n > 1 else 0.0
 
     def second_moment(v):
-        w = v - eta * H(v)
+        Hiv = hvp(v)  # shared by H v and Sigma v
+        w = v - eta * Hiv.mean(0)
         w = w - eta * H(w)
-        return w + gamma * Sigma(v)
+        return w + gamma * sigma_from(Hiv)
 
     def top(op) -> float:
         def mv(x):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..analysis.rates import LeastSquares
+from ..analysis.rates import LeastSquares, subgradient_best_gap_bound
 from ..device import resolve_device, resolve_dtype
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
@@ -139,7 +139,7 @@ class EoSHuber(Experiment):
         f_star = 0.0
         gap = htraj.loss - f_star
         best_gap = np.nanmin(gap, axis=0)
-        bound_G = R ** 2 / (2 * T * etas) + G ** 2 * etas / 2
+        bound_G = subgradient_best_gap_bound(G, R, etas, T)
         bound_obs = (R ** 2 + etas ** 2 * grad_sq.sum(0)) / (2 * etas * T)
         half = T // 2
         first_max = np.nanmax(htraj.loss[:half], axis=0)

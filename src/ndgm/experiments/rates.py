@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from ..analysis.rates import (
-    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_bound, subgradient_bound,
+    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_iterations_bound,
+    subgradient_iterations_bound,
 )
 from ..device import resolve_device, resolve_dtype
 from ..dynamics import GD, run_trajectory
@@ -83,7 +84,7 @@ class Rates(Experiment):
         f_star = 0.0  # y = X w* exactly
         counts_nonsmooth = iterations_to_reach(ntraj.loss - f_star, eps)  # column i against eps_i
         counts_smooth = iterations_to_reach(straj.loss[:, 0] - f_star, eps)
-        bound_s, bound_n = smooth_bound(L, R, eps), subgradient_bound(G, R, eps)
+        bound_s, bound_n = smooth_iterations_bound(L, R, eps), subgradient_iterations_bound(G, R, eps)
         reached_s, reached_n = counts_smooth >= 0, counts_nonsmooth >= 0
         summary = {
             "L": L, "G": G, "R": R, "iterations": T, "eps": eps.tolist(), "subgradient_steps": steps.tolist(),

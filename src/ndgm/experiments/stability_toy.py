@@ -110,11 +110,10 @@ class StabilityToy(Experiment):
         for k, (eta, p) in panels.items():
             w = (0.5, 0.5) if config["gd_weighting"] == "uniform" else (p, 1 - p)
             abar = float(np.dot(w, a))
-            sgd = stable_intervals(lambda x: p * np.log(np.abs(1 - a[0] * eta * x))
-                                   + (1 - p) * np.log(np.abs(1 - a[1] * eta * x)), eta, a)
-            gd_u = stable_intervals(lambda x: np.log(np.abs(1 - eta * abar_u * x)), eta, (abar_u,))
-            gd_w = stable_intervals(lambda x: np.log(np.abs(1 - eta * (p * a[0] + (1 - p) * a[1]) * x)), eta,
-                                    (p * a[0] + (1 - p) * a[1],))
+            abar_p = p * a[0] + (1 - p) * a[1]  # the p-weighted abar, whichever weighting abar has
+            sgd = stable_intervals(eta, (p, 1 - p), a)
+            gd_u = stable_intervals(eta, (1.0,), (abar_u,))
+            gd_w = stable_intervals(eta, (1.0,), (abar_p,))
             gd = gd_u if config["gd_weighting"] == "uniform" else gd_w
             s[f"panel{k}"] = {"eta": eta, "p": p, "abar": abar, "sgd_stable": sgd, "gd_stable": gd,
                               "gd_stable_uniform": gd_u, "gd_stable_p_weighted": gd_w,
