@@ -27,12 +27,31 @@ __all__ = [
     "HuberRegression",
     "Quadratic",
     "lambda_max",
+    "soft_threshold",
 ]
 
 
 def lambda_max(A: Tensor) -> float:
     """Largest eigenvalue of the symmetric matrix ``A`` (dense, float64)."""
     return float(torch.linalg.eigvalsh(A.to(torch.float64))[-1])
+
+
+def soft_threshold(v: Tensor, tau: float | Tensor) -> Tensor:
+    r""":math:`S_\tau(v) = \mathrm{sgn}(v)\max(|v| - \tau, 0)`; coordinates with :math:`|v| \le \tau` become exactly 0.
+
+    Parameters
+    ----------
+    v : Tensor
+        Points to threshold.
+    tau : float or Tensor
+        Threshold, broadcastable against ``v``.
+
+    Returns
+    -------
+    Tensor
+        ``S_tau(v)``, same shape as ``v``.
+    """
+    return v.sgn() * (v.abs() - tau).clamp_min(0)
 
 
 def _per_config(value: float | Tensor, like: Tensor) -> Tensor:
@@ -74,8 +93,7 @@ class L1Penalty:
         return _col(_per_config(self.lam, W)) * W.sgn()
 
     def prox(self, W: Tensor, step: float | Tensor) -> Tensor:
-        thresh = _col(_per_config(self.lam, W) * _per_config(step, W))
-        return W.sgn() * (W.abs() - thresh).clamp_min(0)
+        return soft_threshold(W, _col(_per_config(self.lam, W) * _per_config(step, W)))
 
     def subdiff_distance(self, W: Tensor, smooth_grad: Tensor) -> Tensor:
         lam = _col(_per_config(self.lam, W))

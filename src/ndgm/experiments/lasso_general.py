@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from ..data.tabular import load_diabetes_standardised
-from ..device import resolve_device, resolve_dtype
+from ..device import resolve_device, resolve_dtype, torch_threads
 from ..dynamics import GD, run_trajectory
 from ..dynamics.rules import make_rule
 from ..errors import NdgmError
 from ..problems import Lasso
 from ..sparse.estimator import L1Regression
 from ..sparse.optim import RDA, ProxAdam, ProxSGD, fit_grouped
-from ..sparse.solvers import LassoObjective, fista, single_threaded
+from ..sparse.solvers import LassoObjective, fista
 from .base import Claim, Experiment, Param, Result
+from .lasso_toy import parse_float_list
 
 
 def uniform_lasso_data(n: int, d: int, seed: int, dtype=torch.float64, device="cpu"):
@@ -75,13 +75,13 @@ class LassoGeneral(Experiment):
     def validate(self, config):
         if config["lam_max"] < 1e4 * config["lam_min"] * (1 - 1e-12):
             raise NdgmError(f"--lam-max must be >= 1e4 * --lam-min (four decades), got {config['lam_min']:g}..{config['lam_max']:g}")
-        X, _, _ = uniform_lasso_data(config["n"], config["d"], config["seed"])
-        two_over_L = 2.0 / (2.0 * float(torch.linalg.eigvalsh(X.T @ X)[-1]))
+        X, y, _ = uniform_lasso_data(config["n"], config["d"], config["seed"])
+        two_over_L = 2.0 / Lasso(X, y).smoothness
         if config["lr"] >= two_over_L:
             raise NdgmError(f"--lr must be < 2/L = {two_over_L:.4g} for this data (L = 2 lambda_max(X^T X)), got {config['lr']}")
 
     def run(self, config: dict, progress: bool = False) -> Result:
-        with single_threaded():
+        with torch_threads(1):  # tiny tensors: a thread pool only adds overhead
             return self._run(config, progress)
 
     def _run(self, config: dict, progress: bool) -> Result:
@@ -105,25 +105,28 @@ class LassoGeneral(Experiment):
             return (r**2).sum(1) + lams * np.abs(W).sum(1)
 
         lam_crit = float(np.abs(2 * Xn.T @ yn).max())  # the smallest lam with exact solution 0
-        G = len(grid)
+        G = len(grid)  # rows [:G] are the grid, rows [G:] the pair
+        ndgm_l1, exact_l1 = np.abs(W_ndgm).sum(1), np.abs(W_exact).sum(1)
+        ndgm_obj, exact_obj = objective(W_ndgm)[:G], objective(W_exact)[:G]
         summary = {
             "n": n, "d": d, "lr": eta, "iterations": T, "lam_critical": lam_crit,
-            "ndgm_l1": np.abs(W_ndgm).sum(1)[:G].tolist(), "exact_l1": np.abs(W_exact).sum(1)[:G].tolist(),
+            "ndgm_l1": ndgm_l1[:G].tolist(), "exact_l1": exact_l1[:G].tolist(),
             "ndgm_exact_zeros": (W_ndgm == 0).sum(1)[:G].tolist(), "exact_zeros": (W_exact == 0).sum(1)[:G].tolist(),
             "fista_exact_zeros": (W_fista == 0).sum(1)[:G].tolist(),
-            "ndgm_objective": objective(W_ndgm)[:G].tolist(), "exact_objective": objective(W_exact)[:G].tolist(),
+            "ndgm_objective": ndgm_obj.tolist(), "exact_objective": exact_obj.tolist(),
             "fista_objective": objective(W_fista)[:G].tolist(),
-            "pair_lams": pair.tolist(), "pair_ndgm_l1": np.abs(W_ndgm[G:]).sum(1).tolist(),
-            "pair_exact_l1": np.abs(W_exact[G:]).sum(1).tolist(),
+            "pair_lams": pair.tolist(), "pair_ndgm_l1": ndgm_l1[G:].tolist(), "pair_exact_l1": exact_l1[G:].tolist(),
             "diverged": int(traj.diverged.sum()),
         }
-        arrays = {"lams": grid, "ndgm_l1": np.abs(W_ndgm[:G]).sum(1), "exact_l1": np.abs(W_exact[:G]).sum(1),
+        arrays = {"lams": grid, "ndgm_l1": ndgm_l1[:G], "exact_l1": exact_l1[:G],
                   "ndgm_support": (W_ndgm[:G] != 0).sum(1), "exact_support": (W_exact[:G] != 0).sum(1),
-                  "ndgm_objective": objective(W_ndgm)[:G], "exact_objective": objective(W_exact)[:G],
+                  "ndgm_objective": ndgm_obj, "exact_objective": exact_obj,
                   "W_ndgm": W_ndgm, "W_exact": W_exact, "W_fista": W_fista, "l1_history": traj.l1}
         return Result(self.name, dict(config), arrays, summary, self.claims(summary))
 
     def claims(self, s: dict) -> list[Claim]:
+        from scipy.stats import spearmanr  # here, not at module level: the CLI imports every experiment
+
         src = "paper appendix B.2 (spec 3.3)"
         nd, ex = np.asarray(s["ndgm_l1"]), np.asarray(s["exact_l1"])
         ex_obj, nd_obj, fi_obj = (np.asarray(s[k]) for k in ("exact_objective", "ndgm_objective", "fista_objective"))
@@ -163,16 +166,6 @@ REAL_SRC = "issue 3 / spec 3.3-3.4 (scikit-learn diabetes)"
 PAPER_LASSO_ZEROS = {0.01: 2, 0.05: 4, 0.2: 7}
 
 
-def _alphas(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise NdgmError(f"--alphas must be a comma-separated list of numbers, got {text!r}") from None
-    if not vals or any(not (v >= 0 and np.isfinite(v)) for v in vals):
-        raise NdgmError(f"--alphas must list finite numbers >= 0, got {text!r}")
-    return vals
-
-
 class LassoReal(Experiment):
     name = "lasso-real"
     title = "Diabetes data: SGD/Adam/RMSProp find no zeros; Lasso and proximal methods find the exact ones"
@@ -191,17 +184,17 @@ class LassoReal(Experiment):
     overrides = {"device": "cpu"}
 
     def validate(self, config):
-        _alphas(config["alphas"])
+        parse_float_list("--alphas", config["alphas"], allow_zero=True)
 
     def run(self, config: dict, progress: bool = False) -> Result:
-        with single_threaded():
+        with torch_threads(1):
             return self._run(config, progress)
 
     def _run(self, config: dict, progress: bool) -> Result:
         from sklearn.linear_model import Lasso as SkLasso
 
         dtype = resolve_dtype(config["dtype"])
-        alphas = _alphas(config["alphas"])
+        alphas = parse_float_list("--alphas", config["alphas"], allow_zero=True)
         X, y = load_diabetes_standardised(dtype=dtype)
         Xn, yn = X.double().numpy(), y.double().numpy()
         n, d = X.shape

@@ -20,27 +20,48 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..analysis.lasso_theory import (subgradient_bound, toy_limit, toy_loss_bound, toy_loss_bound_rmsprop)
+from ..analysis.lasso_theory import (subgradient_bound, subgradient_bound_limit, toy_limit, toy_loss_bound,
+                                     toy_loss_bound_rmsprop)
 from ..analysis.sparsity import detect_period
-from ..device import resolve_device, resolve_dtype
+from ..device import resolve_device, resolve_dtype, torch_threads
 from ..dynamics import GD, run_trajectory
 from ..dynamics.rules import Adam, Momentum, RMSProp
 from ..errors import NdgmError
 from ..problems import ToyLasso
-from ..sparse.solvers import single_threaded
 from .base import Claim, Experiment, Param, Result
 
 SRC_TOY = "paper Props B.1/B.2/B.11, spec 3.1"
 TAIL = 100
 
 
-def _lams(text: str) -> list[float]:
+def parse_float_list(flag: str, text: str, allow_zero: bool = False) -> list[float]:
+    """Parse the comma-separated penalties of option ``flag`` (``'--lams'``, ``'--alphas'``).
+
+    Parameters
+    ----------
+    flag : str
+        The option's name, as the error messages print it.
+    text : str
+        The option's value, e.g. ``'0.1,1,10'``; empty items are skipped.
+    allow_zero : bool
+        Accept 0 (finite numbers >= 0) instead of requiring finite numbers > 0.
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    NdgmError
+        If an item is not a number, the list is empty, or a value is out of range.
+    """
     try:
         vals = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise NdgmError(f"--lams must be a comma-separated list of numbers, got {text!r}") from None
-    if not vals or any(not (v > 0 and np.isfinite(v)) for v in vals):
-        raise NdgmError(f"--lams must list finite numbers > 0, got {text!r}")
+        raise NdgmError(f"{flag} must be a comma-separated list of numbers, got {text!r}") from None
+    in_range = (lambda v: v >= 0) if allow_zero else (lambda v: v > 0)
+    if not vals or any(not (in_range(v) and np.isfinite(v)) for v in vals):
+        raise NdgmError(f"{flag} must list finite numbers {'>=' if allow_zero else '>'} 0, got {text!r}")
     return vals
 
 
@@ -62,19 +83,19 @@ class LassoToy(Experiment):
     overrides = {"device": "cpu"}
 
     def validate(self, config):
-        lams = _lams(config["lams"])
+        lams = parse_float_list("--lams", config["lams"])
         need = int(np.ceil(1.0 / (config["lr"] * min(lams)))) + TAIL
         if config["iterations"] < need:
             raise NdgmError(f"--iterations must be >= {need} so that every coordinate reaches its 2-cycle "
                             f"(1/(eta*min lam) + {TAIL}), got {config['iterations']}")
 
     def run(self, config: dict, progress: bool = False) -> Result:
-        with single_threaded():
+        with torch_threads(1):  # tiny tensors: a thread pool only adds overhead
             return self._run(config, progress)
 
     def _run(self, config: dict, progress: bool) -> Result:
         dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
-        lams = _lams(config["lams"])
+        lams = parse_float_list("--lams", config["lams"])
         d, eta, T = config["d"], config["lr"], config["iterations"]
         K = len(lams)
         w0 = _w0(d, config["seed"], dtype, device)
@@ -123,7 +144,7 @@ class LassoToy(Experiment):
             "l1_sum_expected": [d * eta * lam for lam in lams],
             "tail_loss_max": tail_loss_max.tolist(), "loss_bound_B11": bounds,
             "subgradient_bound_max_ratio": sg_ratio,
-            "subgradient_bound_limit": [(lam * np.sqrt(d)) ** 2 * eta / 2 for lam in lams],
+            "subgradient_bound_limit": [subgradient_bound_limit(lam * np.sqrt(d), eta) for lam in lams],
             "final_exact_zeros": (traj.final == 0).sum(1).tolist(),
             "integer_case": {"lr": eta_i, "lam": lam_i, "iterations": t_int, "exact_zeros": int_zeros, "d": d},
         }
@@ -176,7 +197,7 @@ class Lasso2D(Experiment):
     overrides = {"device": "cpu"}
 
     def run(self, config: dict, progress: bool = False) -> Result:
-        with single_threaded():
+        with torch_threads(1):
             return self._run(config, progress)
 
     def _run(self, config: dict, progress: bool) -> Result:
@@ -277,7 +298,7 @@ class LassoVariants(Experiment):
     overrides = {"device": "cpu"}
 
     def validate(self, config):
-        lams = _lams(config["lams"])
+        lams = parse_float_list("--lams", config["lams"])
         if config["momentum"] >= 1:
             raise NdgmError(f"--momentum must be < 1, got {config['momentum']}")
         if config["iterations"] <= TAIL:
@@ -286,12 +307,12 @@ class LassoVariants(Experiment):
             raise NdgmError("--lams needs at least two penalties to compare")
 
     def run(self, config: dict, progress: bool = False) -> Result:
-        with single_threaded():
+        with torch_threads(1):
             return self._run(config, progress)
 
     def _run(self, config: dict, progress: bool) -> Result:
         dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
-        lams = sorted(_lams(config["lams"]))
+        lams = sorted(parse_float_list("--lams", config["lams"]))
         d, eta, T = config["d"], config["lr"], config["iterations"]
         K = len(lams)
         w0 = _w0(d, config["seed"], dtype, device)
@@ -306,8 +327,8 @@ class LassoVariants(Experiment):
             W_tail = np.stack([tr.weights[k] for k in sorted(tr.weights)])  # (TAIL, K, d)
             amp = np.abs(W_tail).max(axis=(0, 2))  # final |w| envelope per lam
             lam_ratio = float(amp.max() / amp.min())
-            rule_fresh = {"ndgm": GD(), "momentum": Momentum(config["momentum"]), "rmsprop": RMSProp(), "adam": Adam()}[name]
-            stayed = _zero_hit_test(rule_fresh, problem, W0, eta, config["hit_warmup"], config["hit_after"])
+            # a rule holds only hyperparameters (its state comes from rule.init), so it can be reused
+            stayed = _zero_hit_test(rule, problem, W0, eta, config["hit_warmup"], config["hit_after"])
             stays = bool(stayed.min() == 1.0)
             lam_matters = lam_ratio > 2.0
             per_rule[name] = {

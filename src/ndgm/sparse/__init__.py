@@ -4,9 +4,10 @@
 `ista` / `fista` (full-batch, batched over penalties) and `L1Regression` (scikit-learn style).
 """
 
+from ..problems import soft_threshold
 from .estimator import METHODS, L1Regression
-from .optim import RDA, ProxAdam, ProxSGD, soft_threshold
-from .solvers import LassoObjective, SolverResult, fista, ista, l1_certificate, lasso_objective
+from .optim import RDA, ProxAdam, ProxSGD
+from .solvers import LassoObjective, SolverResult, fista, ista, lasso_objective
 
 __all__ = ["L1Regression", "METHODS", "ProxSGD", "ProxAdam", "RDA", "soft_threshold", "LassoObjective",
-           "SolverResult", "ista", "fista", "l1_certificate", "lasso_objective"]
+           "SolverResult", "ista", "fista", "lasso_objective"]

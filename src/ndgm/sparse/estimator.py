@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..device import torch_threads
 from ..dynamics import run_trajectory
 from ..dynamics.rules import make_rule
-from ..errors import NdgmError, check_int, check_positive
-from .optim import RDA, ProxAdam, ProxSGD
-from .solvers import LassoObjective, fista, ista, single_threaded
+from ..errors import NdgmError, check_int, check_nonnegative, check_positive
+from .optim import RDA, ProxAdam, ProxSGD, fit_grouped
+from .solvers import LassoObjective, fista, ista
 
 __all__ = ["L1Regression", "METHODS"]
 
@@ -75,12 +76,7 @@ class L1Regression:
     def _validate(self, X, y):
         if not isinstance(self.method, str) or self.method.lower() not in METHODS:
             raise NdgmError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        try:
-            alpha = float(self.alpha)
-        except (TypeError, ValueError):
-            raise NdgmError(f"alpha must be a number >= 0, got {self.alpha!r}") from None
-        if not np.isfinite(alpha) or alpha < 0:
-            raise NdgmError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+        alpha = check_nonnegative("alpha", self.alpha)
         if self.lr is not None:
             check_positive("lr", self.lr)
         check_int("max_iter", self.max_iter)
@@ -103,7 +99,7 @@ class L1Regression:
     def fit(self, X, y) -> "L1Regression":
         """Fit on ``X (n, d)``, ``y (n,)``; returns ``self``."""
         X, y, alpha = self._validate(X, y)
-        with single_threaded():
+        with torch_threads(1):  # tiny tensors: a thread pool only adds overhead
             return self._fit(X, y, alpha)
 
     def _fit(self, X, y, alpha) -> "L1Regression":
@@ -127,24 +123,10 @@ class L1Regression:
             self.n_iter_ = int(self.max_iter)
         else:
             cls = {"proxsgd": ProxSGD, "proxadam": ProxAdam, "rda": RDA, "acrda": RDA}[method]
-            w_param = torch.zeros(d, dtype=X.dtype, requires_grad=True)
             extra = {"accelerated": True} if method == "acrda" else {}
-            opt = cls([w_param], lr=lr, l1=alpha, **extra)
-            n = X.shape[0]
-
-            def closure():
-                opt.zero_grad()
-                loss = (X @ w_param - y).pow(2).sum() / (2 * n)
-                loss.backward()
-                return loss
-
-            for _ in range(self.max_iter):
-                if method == "acrda":  # gradient at its own extrapolated point: one closure call per step
-                    opt.step(closure)
-                else:
-                    closure()
-                    opt.step()
-            w = w_param.detach()
+            _, opt = fit_grouped(cls, X, y, [alpha], self.max_iter, lr=lr, **extra)
+            # the optimizer's own weight, not fit_grouped's float64 copy: a float32 fit stays float32
+            w = opt.param_groups[0]["params"][0].detach()
             self.n_iter_ = int(self.max_iter)
         W = w.reshape(1, -1)
         self.coef_ = w.detach().cpu().numpy().copy()

@@ -30,28 +30,12 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.optim import Optimizer
 
-from ..errors import NdgmError
+from ..errors import NdgmError, check_nonnegative, check_positive
+from ..problems import L1Penalty, soft_threshold
 
-__all__ = ["ProxSGD", "ProxAdam", "RDA", "soft_threshold", "fit_grouped"]
-
-
-def soft_threshold(v: Tensor, tau: float | Tensor) -> Tensor:
-    r""":math:`S_\tau(v) = \mathrm{sgn}(v)\max(|v| - \tau, 0)`; coordinates with :math:`|v| \le \tau` become exactly 0."""
-    return v.sgn() * (v.abs() - tau).clamp_min(0)
-
-
-def _check(name: str, value, minimum: float = 0.0, strict: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise NdgmError(f"{name} must be a number, got {value!r}") from None
-    ok = (v > minimum) if strict else (v >= minimum)
-    if not ok or not math.isfinite(v):
-        raise NdgmError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}")
-    return v
+__all__ = ["ProxSGD", "ProxAdam", "RDA", "fit_grouped"]
 
 
 class _L1Optimizer(Optimizer):
@@ -67,16 +51,13 @@ class _L1Optimizer(Optimizer):
         """``max_j dist(-p.grad_j, l1 * d|p_j|)`` over every parameter with a gradient."""
         worst = 0.0
         for group in self.param_groups:
-            l1 = group["l1"]
+            penalty = L1Penalty(group["l1"])
             for p in group["params"]:
-                if p.grad is None:
+                if p.grad is None or not p.numel():  # an empty parameter has no coordinate to certify
                     continue
-                w, g = p.detach(), p.grad.detach()
-                off = (g + l1 * w.sgn()).abs()
-                on = (g.abs() - l1).clamp_min(0)
-                d = torch.where(w != 0, off, on)
-                if d.numel():
-                    worst = max(worst, float(d.max()))
+                # one row: subdiff_distance reduces over the last axis, a parameter may have any shape
+                d = penalty.subdiff_distance(p.detach().reshape(1, -1), p.grad.detach().reshape(1, -1))
+                worst = max(worst, float(d[0]))
         return worst
 
 
@@ -93,7 +74,7 @@ class ProxSGD(_L1Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-2, l1: float = 0.0):
-        super().__init__(params, dict(lr=_check("lr", lr, strict=True), l1=_check("l1", l1)))
+        super().__init__(params, dict(lr=check_positive("lr", lr), l1=check_nonnegative("l1", l1)))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -123,8 +104,8 @@ class ProxAdam(_L1Optimizer):
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise NdgmError(f"betas must lie in [0, 1), got {betas!r}")
-        super().__init__(params, dict(lr=_check("lr", lr, strict=True), betas=(float(b1), float(b2)),
-                                      eps=_check("eps", eps), l1=_check("l1", l1)))
+        super().__init__(params, dict(lr=check_positive("lr", lr), betas=(float(b1), float(b2)),
+                                      eps=check_nonnegative("eps", eps), l1=check_nonnegative("l1", l1)))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -197,7 +178,8 @@ class RDA(_L1Optimizer):
     def __init__(self, params, lr: float = 1e-2, l1: float = 0.0, accelerated: bool = False):
         if not isinstance(accelerated, bool):
             raise NdgmError(f"accelerated must be True or False, got {accelerated!r}")
-        super().__init__(params, dict(lr=_check("lr", lr, strict=True), l1=_check("l1", l1), accelerated=accelerated))
+        super().__init__(params, dict(lr=check_positive("lr", lr), l1=check_nonnegative("l1", l1),
+                                      accelerated=accelerated))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -248,7 +230,8 @@ class RDA(_L1Optimizer):
         return loss
 
 
-def fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas, iterations: int, **optimizer_kwargs):
+def fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas, iterations: int,
+                **optimizer_kwargs) -> tuple[np.ndarray, Optimizer]:
     r"""Fit one LASSO weight vector per ``alpha`` with ONE optimizer whose groups carry ``l1 = alpha``.
 
     Objective per group: :math:`\frac{1}{2n}\|X w - y\|^2 + \alpha \|w\|_1` (scikit-learn's
@@ -257,10 +240,25 @@ def fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas, iterations: int, 
     own extrapolated point). After the last step the gradients are refreshed at the returned
     weights, so ``opt.certificate()`` certifies them.
 
+    Parameters
+    ----------
+    cls : type
+        `ProxSGD`, `ProxAdam` or `RDA`.
+    X : (n, d) array or tensor; y : (n,)
+        The weights are made in ``X``'s dtype.
+    alphas : sequence of float
+        One penalty per group.
+    iterations : int
+        Optimizer steps.
+    **optimizer_kwargs
+        Passed to ``cls`` (``lr``, ``accelerated``, ...).
+
     Returns
     -------
     coefs : ndarray (len(alphas), d)
+        float64 copies of the weights.
     opt : the optimizer
+        Group ``k`` holds weight ``k`` as ``opt.param_groups[k]["params"][0]``, in ``X``'s dtype.
     """
     X, y = torch.as_tensor(X), torch.as_tensor(y)
     n, d = X.shape

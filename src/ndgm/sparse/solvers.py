@@ -21,17 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..device import torch_threads
 from ..errors import NdgmError, check_int, check_positive
 from ..problems import L1Penalty, Problem, lambda_max
 
-__all__ = ["LassoObjective", "SolverResult", "ista", "fista", "lasso_objective", "l1_certificate", "single_threaded"]
-
-
-def single_threaded():
-    """One intra-op torch thread for the block: the L1 studies work on tiny tensors (see
-    `ndgm.device.torch_threads`)."""
-    return torch_threads(1)
+__all__ = ["LassoObjective", "SolverResult", "ista", "fista", "lasso_objective"]
 
 
 class LassoObjective(Problem):
@@ -81,18 +74,6 @@ def lasso_objective(X, y, w, alpha: float) -> float:
     w = np.asarray(w, dtype=np.float64).reshape(-1)
     r = y - X @ w
     return float(r @ r / (2 * X.shape[0]) + alpha * np.abs(w).sum())
-
-
-def l1_certificate(W: Tensor, smooth_grad: Tensor, l1: float | Tensor) -> Tensor:
-    r"""Optimality certificate :math:`\max_j \mathrm{dist}(-g_j, l_1\,\partial|w_j|)` per row of ``W``.
-
-    For ``w_j != 0`` it is ``|g_j + l1 sgn(w_j)|``; for ``w_j = 0`` it is ``max(|g_j| - l1, 0)``.
-    Accepts 1-D tensors (one configuration) as well.
-    """
-    W2 = W.reshape(1, -1) if W.ndim == 1 else W
-    G2 = smooth_grad.reshape(W2.shape)
-    out = L1Penalty(l1).subdiff_distance(W2, G2)
-    return out[0] if W.ndim == 1 else out
 
 
 @dataclass
