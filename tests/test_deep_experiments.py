@@ -152,7 +152,7 @@ def test_l1_deep_tiny_run_table_and_figures(tmp_path):
     exp = L1Deep()
     res = exp.run(l1_config(tmp_path, n_seeds=2))
     s, a = res.summary, res.arrays
-    assert s["optimizers"] == ["sgd", "adam", "prox-sgd", "prox-adam"] and s["prox_available"]
+    assert s["optimizers"] == ["sgd", "adam", "prox-sgd", "prox-adam"]
     assert a["small_pct"].shape == (4, 2, 2) and a["l1"].shape == (4, 2, 2, 1)
     assert ((a["zero_pct"] >= 0) & (a["zero_pct"] <= a["small_pct"])).all()  # a zero is also small
     lines = s["table2"].splitlines()
@@ -182,15 +182,13 @@ def test_l1_deep_fresh_versus_leaking_optimizer_state(tmp_path):
 
 
 def test_l1_deep_claims_from_table2_numbers():
-    s = {"optimizers": ["sgd", "rmsprop", "adam"], "lams": [2.0, 0.002], "prox_available": False,
-         "prox_requested": ["prox-sgd"]}
+    s = {"optimizers": ["sgd", "rmsprop", "adam"], "lams": [2.0, 0.002], "prox_requested": []}
     small = np.array([[[0.18, 0.18], [90.13, 91.34]], [[2.61, 2.67], [0.02, 1.00]], [[2.89, 2.88], [90.76, 90.68]]])
     arrays = {"small_pct": small, "zero_pct": np.zeros_like(small), "final_val_acc": np.zeros_like(small)}
     claims = L1Deep().claims(arrays, s, {"threshold": 1e-5})
-    assert [c.passed for c in claims] == [True, True, True, None]
-    assert "not run here (ProxSGD unavailable" in claims[-1].detail
+    assert [c.passed for c in claims] == [True, True, True]
     arrays["small_pct"][2] = [[2.37, 2.30], [2.36, 2.29]]  # Adam with lam making no difference
-    assert [c.passed for c in L1Deep().claims(arrays, s, {"threshold": 1e-5})] == [True, False, True, None]
+    assert [c.passed for c in L1Deep().claims(arrays, s, {"threshold": 1e-5})] == [True, False, True]
     # with the CE per epoch recorded, Adam's and RMSProp's details say why lam may not matter
     ce = np.full(small.shape + (3,), 2.3)
     arrays |= {"train_ce": ce, "train_loss": ce + 7.4}

@@ -10,7 +10,8 @@ from ndgm.data.images import (CIFAR10_MEAN, CIFAR10_STD, augment, load_cifar10, 
 from ndgm.errors import NdgmError
 from ndgm.experiments.activations import epochs_to_target
 from ndgm.nets.vgg import SmallVGG
-from ndgm.training import exact_zero_fraction, l1_norm, make_optimizer, seeded, small_fraction, train
+from ndgm.analysis.sparsity import exact_zero_fraction, small_fraction
+from ndgm.training import l1_norm, make_optimizer, seeded, train
 
 
 # Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
@@ -218,14 +219,27 @@ def test_proximal_optimizers_give_exact_zeros_where_ndgm_does_not(name):
     for opt_name in (name, "sgd" if name == "prox-sgd" else "adam"):
         m = small_model(0, dropout=False)
         opt = make_optimizer(opt_name, m.parameters(), 0.003, l1=lam)
-        h = train(m, data, opt, epochs=1, batch_size=16, seed=0, l1=lam,
-                  penalty="report" if opt_name.startswith("prox") else "autograd", augment=False)
+        h = train(m, data, opt, epochs=1, batch_size=16, seed=0, l1=lam, augment=False)  # penalty from the optimizer
         zeros[opt_name] = exact_zero_fraction(m)
         assert np.isfinite(h.train_loss).all()
     # two steps, each zeroing every coordinate with |w - eta g| <= eta * lam = 0.006 (ProxSGD) or
     # eta * lam / D with D ~ |g| (ProxAdam): a large share of the ~U(-0.04, 0.04) conv weights
     assert zeros[name] > 0.2
     assert zeros["sgd" if name == "prox-sgd" else "adam"] < 1e-3  # NDGM lands on 0.0 only by accident
+
+
+def test_penalty_defaults_to_what_the_optimizer_does():
+    # a proximal optimizer applies L1 in its step: by default the loss only reports it
+    data = tiny_data(8, 4)
+    for name, implied, other in (("prox-sgd", "report", "autograd"), ("sgd", "autograd", "report")):
+        runs = {}
+        for penalty in (None, implied, other):
+            m = small_model(0, dropout=False)
+            h = train(m, data, make_optimizer(name, m.parameters(), 0.003, l1=0.5), epochs=1, batch_size=4, seed=0,
+                      l1=0.5, penalty=penalty, augment=False)
+            runs[penalty] = (h.train_loss, torch.cat([p.detach().flatten() for p in m.parameters()]))
+        assert runs[None][0] == runs[implied][0] and torch.equal(runs[None][1], runs[implied][1])
+        assert not torch.equal(runs[None][1], runs[other][1])
 
 
 def test_unknown_optimizer_and_penalty():

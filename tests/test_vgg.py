@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from ndgm.errors import NdgmError
-from ndgm.nets.vgg import (SmallVGG, TorchvisionVGG16, count_parameters, load_vgg16_weights, make_activation,
-                           replace_head, vgg16_state_shapes)
+from ndgm.nets import count_parameters
+from ndgm.nets.vgg import (SmallVGG, TorchvisionVGG16, load_vgg16_weights, make_activation, replace_head,
+                           vgg16_state_shapes)
 
 
 # Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
@@ -52,6 +53,9 @@ def test_known_counts():
     # by hand: 448 + 4640 + 2 * 9248 + 18496 + 3 * 36928 + 650
     assert count_parameters(SmallVGG("vgg11")) == 153_514
     assert count_parameters(SmallVGG("vgg19", batch_norm=True)) == 332_762
+    m = SmallVGG("vgg11").requires_grad_(False)
+    m.classifier.requires_grad_(True)
+    assert count_parameters(m) == 153_514 and count_parameters(m, trainable_only=True) == 64 * 10 + 10
 
 
 @pytest.mark.parametrize("name,cls,beta", [("relu", nn.ReLU, None), ("gelu", nn.GELU, None),

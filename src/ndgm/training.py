@@ -6,7 +6,9 @@ minimising
     L(theta) = mean_batch CE(model(x), y) + lam * sum_j |theta_j|
 
 where the L1 term is differentiated by autograd (NDGM, ``penalty='autograd'``; sgn(0) = 0)
-or only reported (``penalty='report'``: a proximal optimizer handles it in its step).
+or only reported (``penalty='report'``: a proximal optimizer handles it in its step). By
+default the optimizer decides: one whose parameter groups carry an ``l1`` option applies the
+penalty itself.
 
 Determinism: the global torch RNG (model code such as Dropout draws from it) is reset to
 ``seed`` at the start and saved in every checkpoint; the batch order and the augmentation
@@ -21,28 +23,33 @@ same folder and renamed into place, so an interruption leaves the previous one i
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .data.images import ImageData
 from .errors import NdgmError
+from .nets import count_parameters
+from .sparse.optim import ProxAdam, ProxSGD
+from .store import DEFAULT_ROOT, atomic_write, config_hash
 
-__all__ = ["History", "train", "evaluate", "l1_norm", "small_fraction", "exact_zero_fraction",
-           "make_optimizer", "OPTIMIZERS", "epoch_generator", "seeded", "checkpoint_folder"]
+__all__ = ["History", "train", "evaluate", "l1_norm", "make_optimizer", "NDGM", "PROX", "OPTIMIZERS",
+           "epoch_generator", "seeded", "checkpoint_folder"]
 
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "prox-sgd", "prox-adam")
+# Optimizer names of `make_optimizer`: NDGM ones (the L1 term's gradient is lam * sgn(theta))
+# and proximal ones (soft thresholding in the step).
+NDGM = ("sgd", "rmsprop", "adam")
+PROX = ("prox-sgd", "prox-adam")
+OPTIMIZERS = NDGM + PROX
 
 
 @dataclass
 class History:
-    """Per-epoch records of one training run (lists of length ``epochs_done``).
+    """Per-epoch records of one training run (one entry per finished epoch).
 
     ``train_loss``: mean over the epoch's batches of the objective (CE + lam * ||theta||_1);
     ``train_ce``: the same for the cross-entropy alone; ``val_loss`` / ``val_acc``: mean
@@ -56,13 +63,6 @@ class History:
     val_acc: list[float] = field(default_factory=list)
     l1: list[float] = field(default_factory=list)
 
-    @property
-    def epochs_done(self) -> int:
-        return len(self.train_loss)
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, dtype=np.float64) for k, v in asdict(self).items()}
-
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """CPU generator for the batch order and augmentation of one epoch."""
@@ -74,19 +74,6 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters())
 
 
-def small_fraction(model: nn.Module, threshold: float = 1e-5) -> float:
-    """Fraction of parameters with ``|theta_j| < threshold`` (paper Table 2, in [0, 1])."""
-    with torch.no_grad():
-        small = sum(int((p.abs() < threshold).sum()) for p in model.parameters())
-        return small / sum(p.numel() for p in model.parameters())
-
-
-def exact_zero_fraction(model: nn.Module) -> float:
-    """Fraction of parameters exactly equal to 0.0."""
-    with torch.no_grad():
-        return sum(int((p == 0).sum()) for p in model.parameters()) / sum(p.numel() for p in model.parameters())
-
-
 def make_optimizer(name: str, params, lr: float, l1: float = 0.0) -> torch.optim.Optimizer:
     """torch.optim SGD / RMSprop / Adam with library defaults, or `ndgm.sparse.optim`'s
     ``ProxSGD`` / ``ProxAdam`` with L1 weight ``l1`` (these apply the penalty in their step)."""
@@ -96,12 +83,8 @@ def make_optimizer(name: str, params, lr: float, l1: float = 0.0) -> torch.optim
         return torch.optim.RMSprop(params, lr=lr)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
-    if name in ("prox-sgd", "prox-adam"):
-        try:
-            from .sparse import optim as sparse_optim
-        except ImportError:
-            raise NdgmError(f"optimizer {name!r} needs ndgm.sparse.optim, which is not available") from None
-        cls = sparse_optim.ProxSGD if name == "prox-sgd" else sparse_optim.ProxAdam
+    if name in PROX:
+        cls = ProxSGD if name == "prox-sgd" else ProxAdam
         return cls(params, lr=lr, l1=l1)
     raise NdgmError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
@@ -112,29 +95,23 @@ def evaluate(model: nn.Module, data: ImageData, batch_size: int = 1000,
     """Mean cross-entropy and accuracy over the validation split, in eval mode (per-sample mean)."""
     was_training = model.training
     model.eval()
-    total, correct, n = 0.0, 0, data.n_val
+    n = data.n_val
+    # Accumulate on the device, read once: float64 sums of the per-batch sums give the same
+    # bits as adding them up as Python floats.
+    total = torch.zeros((), dtype=torch.float64, device=data.val_y.device)
+    correct = torch.zeros((), dtype=torch.int64, device=data.val_y.device)
     for start in range(0, n, batch_size):
         x, y = data.batch(slice(start, start + batch_size), train=False, dtype=dtype)
         out = model(x)
-        total += float(nn.functional.cross_entropy(out, y, reduction="sum"))
-        correct += int((out.argmax(1) == y).sum())
+        total += nn.functional.cross_entropy(out, y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
     model.train(was_training)
-    return total / max(n, 1), correct / max(n, 1)
+    return float(total) / max(n, 1), int(correct) / max(n, 1)
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
@@ -152,7 +129,7 @@ def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
 
 
 def train(model: nn.Module, data: ImageData, optimizer: torch.optim.Optimizer, *, epochs: int, batch_size: int,
-          seed: int, l1: float = 0.0, penalty: str = "autograd", shuffle: bool = True, augment: bool = True,
+          seed: int, l1: float = 0.0, penalty: str | None = None, shuffle: bool = True, augment: bool = True,
           checkpoint: str | Path | None = None, resume: bool = False, progress: bool = False, desc: str = "",
           dtype: torch.dtype = torch.float32, on_batch: Callable[[int, int], None] | None = None) -> History:
     """Train ``model`` in place for ``epochs`` epochs and return its `History`.
@@ -169,9 +146,11 @@ def train(model: nn.Module, data: ImageData, optimizer: torch.optim.Optimizer, *
         Resets the global torch RNG at the start; seeds each epoch's order and augmentation.
     l1 : float
         ``lam`` of the objective ``CE + lam * ||theta||_1``.
-    penalty : {'autograd', 'report'}
+    penalty : {'autograd', 'report'}, optional
         ``'autograd'``: the L1 term is part of the differentiated loss (NDGM). ``'report'``:
         it is only added to the recorded loss (the optimizer applies it, e.g. a prox step).
+        Default: ``'report'`` when the optimizer's parameter groups carry an ``l1`` option
+        (`ndgm.sparse.optim`'s proximal optimizers), else ``'autograd'``.
     shuffle, augment : bool
         Shuffle the training split each epoch (else in file order); apply `augment`.
     checkpoint : path, optional
@@ -180,13 +159,15 @@ def train(model: nn.Module, data: ImageData, optimizer: torch.optim.Optimizer, *
     on_batch : callable, optional
         ``on_batch(epoch, batch)`` after every optimizer step (tests use it to interrupt).
     """
+    if penalty is None:
+        penalty = "report" if any("l1" in g for g in optimizer.param_groups) else "autograd"
     if penalty not in ("autograd", "report"):
         raise NdgmError(f"penalty must be autograd or report, got {penalty!r}")
     n = data.n_train
     bs = n if batch_size == 0 else min(batch_size, n)
     fingerprint = {"n_train": n, "batch_size": bs, "seed": int(seed), "l1": float(l1), "penalty": penalty,
                    "shuffle": bool(shuffle), "augment": bool(augment), "optimizer": type(optimizer).__name__,
-                   "n_params": sum(p.numel() for p in model.parameters()), "dtype": str(dtype)}
+                   "n_params": count_parameters(model), "dtype": str(dtype)}
     ckpath = Path(checkpoint) if checkpoint is not None else None
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
@@ -206,7 +187,8 @@ def train(model: nn.Module, data: ImageData, optimizer: torch.optim.Optimizer, *
         if cuda:
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         n_batches = -(-n // bs)
-        epochs_bar = _bar(range(start, epochs), progress, desc or "train", "epoch", total=epochs, initial=start)
+        epochs_bar = tqdm(range(start, epochs), desc=desc or "train", unit="epoch", total=epochs, initial=start,
+                          dynamic_ncols=True, disable=not progress)
         for epoch in epochs_bar:
             model.train()
             gen = epoch_generator(seed, epoch)
@@ -214,7 +196,8 @@ def train(model: nn.Module, data: ImageData, optimizer: torch.optim.Optimizer, *
             # Accumulate on the device: one host sync per epoch, not per batch.
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             ce_sum = torch.zeros((), dtype=torch.float64, device=device)
-            for b in _bar(range(n_batches), progress, f"epoch {epoch + 1}", "batch", leave=False):
+            for b in tqdm(range(n_batches), desc=f"epoch {epoch + 1}", unit="batch", leave=False, dynamic_ncols=True,
+                          disable=not progress):
                 x, y = data.batch(order[b * bs:(b + 1) * bs], augment_with=gen if augment else None, dtype=dtype)
                 ce = nn.functional.cross_entropy(model(x), y)
                 if l1 and penalty == "autograd":
@@ -251,27 +234,6 @@ def train(model: nn.Module, data: ImageData, optimizer: torch.optim.Optimizer, *
     return history
 
 
-def _bar(it, progress: bool, desc: str, unit: str, leave: bool = True, total: int | None = None, initial: int = 0):
-    if not progress:
-        return _Silent(it)
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc, unit=unit, leave=leave, total=total, initial=initial, dynamic_ncols=True)
-
-
-class _Silent:
-    """Iterable with tqdm's ``set_postfix`` as a no-op."""
-
-    def __init__(self, it):
-        self._it = it
-
-    def __iter__(self):
-        return iter(self._it)
-
-    def set_postfix(self, **_):
-        pass
-
-
 def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
     """``build()`` with the global torch RNG reset to ``seed`` (the paper's "seed reset before
     each model"), leaving the caller's RNG state as it was."""
@@ -280,11 +242,11 @@ def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
         return build()
 
 
-def checkpoint_folder(experiment: str, config: dict, root: str | Path | None = None) -> Path:
-    """``<root>/<experiment>-<hash>``: one folder per configuration (``resume``, ``device`` and
-    the folder itself excluded from the hash, so a resumed run finds its checkpoints)."""
-    from .store import DEFAULT_ROOT, config_hash
+def checkpoint_folder(experiment: str, config: dict) -> Path:
+    """``<checkpoint_dir>/<experiment>-<hash>``: one folder per configuration (``resume`` and
+    the folder itself excluded from the hash, ``device`` by `config_hash`, so a resumed run
+    finds its checkpoints); ``checkpoint_dir`` defaults to ``<runs>/checkpoints``."""
 
-    root = Path(root or config.get("checkpoint_dir") or (DEFAULT_ROOT / "checkpoints"))
-    key = {k: v for k, v in config.items() if k not in ("resume", "device", "checkpoint_dir")}
+    root = Path(config.get("checkpoint_dir") or (DEFAULT_ROOT / "checkpoints"))
+    key = {k: v for k, v in config.items() if k not in ("resume", "checkpoint_dir")}
     return root / f"{experiment}-{config_hash(experiment, key)}"

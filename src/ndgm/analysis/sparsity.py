@@ -2,9 +2,17 @@
 
 `sparsity_audit` answers "how sparse is this model, really?": exact zeros (what a pruning
 step can drop without changing the function) next to the fractions below 1e-8, 1e-5 and
-1e-3 (what a threshold would drop), per layer and overall. `detect_period` finds the
-smallest ``p`` with ``w_{k+p} = w_k`` (to a tolerance) over a tail of recorded iterates:
-period 2 is NDGM's cycle on the L1 kink.
+1e-3 (what a threshold would drop), per layer and overall. `small_fraction` and
+`exact_zero_fraction` are the two overall numbers alone (paper Table 2's metric is
+``small_fraction(model, 1e-5)``). `detect_period` finds the smallest ``p`` with
+``w_{k+p} = w_k`` (to a tolerance) over a tail of recorded iterates: period 2 is NDGM's
+cycle on the L1 kink.
+
+Thresholds are compared in each tensor's own dtype, as ``p.abs() < 1e-5`` does in PyTorch
+(the paper's code): the threshold is rounded to that dtype first, so a float32 weight equal
+to ``float32(1e-5)`` is not below ``1e-5``, and a threshold under a dtype's smallest
+subnormal (1e-8 in float16) rounds to 0 and counts nothing. Integer and boolean tensors
+are compared as float64.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
-__all__ = ["LayerSparsity", "SparsityReport", "sparsity_audit", "PeriodReport", "detect_period"]
+__all__ = ["LayerSparsity", "SparsityReport", "sparsity_audit", "small_fraction", "exact_zero_fraction",
+           "PeriodReport", "detect_period"]
 
 THRESHOLDS = (1e-8, 1e-5, 1e-3)
 
@@ -57,28 +66,73 @@ class SparsityReport:
         return "\n".join(lines)
 
 
+Weights = torch.nn.Module | Iterable | dict | torch.Tensor | np.ndarray
+
+
+def _named(weights: Weights) -> list[tuple[str, torch.Tensor | np.ndarray]]:
+    """``(name, tensor)`` pairs: a module's named parameters, a dict's items, or numbered tensors."""
+    if isinstance(weights, torch.nn.Module):
+        return list(weights.named_parameters())
+    if isinstance(weights, dict):
+        return list(weights.items())
+    if isinstance(weights, (torch.Tensor, np.ndarray)):
+        return [("tensor", weights)]
+    return [(f"tensor{i}", t) for i, t in enumerate(weights)]
+
+
+def _magnitudes(t: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``|t|`` flattened, in ``t``'s own floating dtype (see the module docstring)."""
+    a = torch.as_tensor(t).detach().reshape(-1)
+    if not a.is_floating_point():
+        a = a.to(torch.float64)
+    return a.abs()
+
+
+def _count_below(a: torch.Tensor, threshold: float) -> int:
+    """How many magnitudes are ``< threshold``, compared in ``a``'s dtype."""
+    return int((a < threshold).sum())
+
+
+def _count_zeros(a: torch.Tensor) -> int:
+    return int((a == 0).sum())
+
+
 def _row(name: str, t: torch.Tensor | np.ndarray) -> LayerSparsity:
-    a = torch.as_tensor(t).detach().to(torch.float64).reshape(-1).abs()
+    a = _magnitudes(t)
     n = a.numel()
-    below = {th: (float((a < th).sum()) / n if n else 0.0) for th in THRESHOLDS}
-    return LayerSparsity(name, n, int((a == 0).sum()), below, float(a.sum()))
+    below = {th: (_count_below(a, th) / n if n else 0.0) for th in THRESHOLDS}
+    return LayerSparsity(name, n, _count_zeros(a), below, float(a.to(torch.float64).sum()))
 
 
-def sparsity_audit(weights: torch.nn.Module | Iterable | dict) -> SparsityReport:
+def small_fraction(weights: Weights, threshold: float = 1e-5) -> float:
+    """Fraction of all entries with ``|w| < threshold`` (paper Table 2, in [0, 1]; 0.0 when empty).
+
+    ``weights``: an ``nn.Module`` (its parameters), a dict name -> tensor, a tensor or array,
+    or a list of them. The comparison is in each tensor's dtype (module docstring).
+    """
+    mags = [_magnitudes(t) for _, t in _named(weights)]
+    n = sum(a.numel() for a in mags)
+    return sum(_count_below(a, threshold) for a in mags) / n if n else 0.0
+
+
+def exact_zero_fraction(weights: Weights) -> float:
+    """Fraction of all entries exactly equal to 0.0 (``-0.0`` included; 0.0 when empty).
+
+    ``weights`` as in `small_fraction`.
+    """
+    mags = [_magnitudes(t) for _, t in _named(weights)]
+    n = sum(a.numel() for a in mags)
+    return sum(_count_zeros(a) for a in mags) / n if n else 0.0
+
+
+def sparsity_audit(weights: Weights) -> SparsityReport:
     """Audit an ``nn.Module`` (its named parameters), a dict name -> tensor, or a list of tensors/arrays.
 
     Counts are exact (``== 0``), never thresholded; the thresholded fractions are reported
-    beside them. Works in the tensor's own precision (the comparison is cast to float64).
+    beside them, compared in each tensor's own dtype (module docstring). The L1 norm is
+    summed in float64.
     """
-    if isinstance(weights, torch.nn.Module):
-        items = [(n, p) for n, p in weights.named_parameters()]
-    elif isinstance(weights, dict):
-        items = list(weights.items())
-    elif isinstance(weights, (torch.Tensor, np.ndarray)):
-        items = [("tensor", weights)]
-    else:
-        items = [(f"tensor{i}", t) for i, t in enumerate(weights)]
-    rows = [_row(n, t) for n, t in items]
+    rows = [_row(n, t) for n, t in _named(weights)]
     numel = sum(r.numel for r in rows)
     total = LayerSparsity(
         "total", numel, sum(r.exact_zeros for r in rows),

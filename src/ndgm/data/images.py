@@ -18,7 +18,7 @@ probability 1/2, applied to ``[0, 1]`` pixels as torchvision does before ``Norma
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,8 @@ class ImageData:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     num_classes: int = 10
+    # (device, dtype) -> (mean, std) as (1, C, 1, 1) tensors, see `_normaliser`.
+    _normalisers: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_train(self) -> int:
@@ -69,10 +71,6 @@ class ImageData:
         """A copy with the uint8 pixels and labels on ``device`` (one transfer, not per batch)."""
         return ImageData(self.name, self.train_x.to(device), self.train_y.to(device), self.val_x.to(device),
                          self.val_y.to(device), self.pixel_scale, self.mean, self.std, self.num_classes)
-
-    def with_normalisation(self, mean, std) -> "ImageData":
-        return ImageData(self.name, self.train_x, self.train_y, self.val_x, self.val_y, self.pixel_scale,
-                         tuple(mean), tuple(std), self.num_classes)
 
     def subset(self, n_train: int | None = None, n_val: int | None = None) -> "ImageData":
         """The first ``n_train`` / ``n_val`` images (``None`` or 0: all)."""
@@ -88,9 +86,17 @@ class ImageData:
         x = xs[index].to(dtype) * self.pixel_scale
         if augment_with is not None:
             x = augment(x, augment_with)
-        mean = torch.tensor(self.mean, dtype=dtype, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=dtype, device=x.device).view(1, -1, 1, 1)
+        mean, std = self._normaliser(x.device, dtype)
         return (x - mean) / std, ys[index]
+
+    def _normaliser(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean`` and ``std`` as ``(1, C, 1, 1)`` tensors, built once per device and dtype: a
+        tensor made from Python numbers on a GPU is a blocking host-to-device copy per batch."""
+        key = (device, dtype)
+        if key not in self._normalisers:
+            self._normalisers[key] = tuple(torch.tensor(v, dtype=dtype, device=device).view(1, -1, 1, 1)
+                                           for v in (self.mean, self.std))
+        return self._normalisers[key]
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
@@ -104,7 +110,9 @@ def augment(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> to
     n, c, h, w = x.shape
     offs = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5
-    offs, flip = offs.to(x.device), flip.to(x.device)
+    # One host-to-device copy for both draws: columns (row offset, column offset, flip).
+    draws = torch.cat([offs, flip[:, None].to(offs.dtype)], dim=1).to(x.device)
+    offs, flip = draws[:, :2], draws[:, 2].bool()
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     rows = offs[:, 0:1] + torch.arange(h, device=x.device)  # (n, h)
     cols = offs[:, 1:2] + torch.arange(w, device=x.device)  # (n, w)
@@ -193,20 +201,12 @@ def load_digits_images(mean=None, std=None, val_fraction: float = 0.2) -> ImageD
 def load_images(data_dir: str | None, normalisation: str = "cifar") -> ImageData:
     """CIFAR-10 from ``data_dir`` when given, else the offline digits.
 
-    ``normalisation``: ``'cifar'`` (Fig. 2 constants), ``'half'`` (appendix C: 0.5 / 0.5) or
-    ``'data'`` (the training split's own statistics; the default for digits under ``'cifar'``,
-    whose constants describe CIFAR photographs, not digit strokes).
+    ``normalisation``: ``'cifar'`` (Fig. 2 constants; for the digits, whose strokes those
+    constants do not describe, the training split's own statistics) or ``'half'``
+    (appendix C: 0.5 / 0.5).
     """
-    if normalisation not in ("cifar", "half", "data"):
-        raise NdgmError(f"normalisation must be cifar, half or data, got {normalisation!r}")
+    if normalisation not in ("cifar", "half"):
+        raise NdgmError(f"normalisation must be cifar or half, got {normalisation!r}")
     if data_dir:
-        if normalisation == "half":
-            return load_cifar10(data_dir, *HALF)
-        data = load_cifar10(data_dir)
-        if normalisation == "data":
-            x = data.train_x.to(torch.float64) * data.pixel_scale
-            data = data.with_normalisation(x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist())
-        return data
-    if normalisation == "half":
-        return load_digits_images(*HALF)
-    return load_digits_images()
+        return load_cifar10(data_dir, *HALF) if normalisation == "half" else load_cifar10(data_dir)
+    return load_digits_images(*HALF) if normalisation == "half" else load_digits_images()

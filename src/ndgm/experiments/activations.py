@@ -38,41 +38,14 @@ import torch
 
 from ..device import resolve_device, resolve_dtype, torch_threads
 from ..errors import NdgmError
-from ..nets.vgg import VGG_CONFIGS, SmallVGG, make_activation
-from .base import Claim, Experiment, Param, Result
+from ..nets.vgg import PAPER_ACTIVATIONS, VGG_CONFIGS, SmallVGG, make_activation
 from ..training import checkpoint_folder, seeded
+from .base import Claim, Experiment, Param, Result
+from .deep_common import common_deep_params, load_data, parse_list
 
-ALL_ACTIVATIONS = "relu,gelu,softplus100,softplus1000"
+ALL_ACTIVATIONS = ",".join(PAPER_ACTIVATIONS)
 # A curve has left the initial plateau at ln(classes) once it is 10% below it.
 PLATEAU_FRACTION = 0.9
-
-
-def parse_list(name: str, text: str) -> list[str]:
-    """``'a, b,c'`` -> ``['a', 'b', 'c']`` (lower case); an empty list is an `NdgmError`."""
-    items = [t.strip().lower() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise NdgmError(f"--{name.replace('_', '-')} must list at least one entry, got {text!r}")
-    return items
-
-
-def common_deep_params(train_size_quick: int | None, val_size_quick: int | None) -> tuple[Param, ...]:
-    """Data, checkpoint and resume parameters shared by the deep-network experiments."""
-    return (
-        Param("data_dir", "", "str", "CIFAR-10 python folder (cifar-10-batches-py); empty = offline digits"),
-        Param("train_size", 0, "int", "use the first N training images, 0 = all", minimum=0, quick=train_size_quick),
-        Param("val_size", 0, "int", "use the first N validation images, 0 = all", minimum=0, quick=val_size_quick),
-        Param("checkpoint_dir", "", "str", "folder for per-epoch checkpoints (default: <runs>/checkpoints)"),
-        Param("resume", False, "bool", "continue from the checkpoints of an interrupted run with this config"),
-        Param("threads", 0, "int", "CPU threads for torch, 0 = torch's default (on a shared CPU 1 avoids "
-              "oversubscription, often 10x faster)", minimum=0, quick=1),
-    )
-
-
-def load_data(config: dict, normalisation: str):
-    """The experiment's images: CIFAR-10 from ``--data-dir`` or the digits, cut to the sizes asked."""
-    from ..data.images import load_images
-
-    return load_images(config["data_dir"] or None, normalisation).subset(config["train_size"], config["val_size"])
 
 
 def epochs_to_target(curve: np.ndarray, target: float) -> float:
@@ -144,7 +117,7 @@ class Activations(Experiment):
         shape = (len(bns), len(depths), len(acts), E)
         curves = {k: np.full(shape, np.nan) for k in ("train_loss", "val_loss", "val_acc")}
         folder = checkpoint_folder(self.name, config)
-        from ..training import train
+        from ..training import train  # looked up per run: the resume test wraps ndgm.training.train
 
         models = [(i, j, k) for i in range(len(bns)) for j in range(len(depths)) for k in range(len(acts))]
         for n, (i, j, k) in enumerate(models):

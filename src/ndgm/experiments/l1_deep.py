@@ -32,33 +32,27 @@ the cross-entropy (2.3), so longer runs do not change that; their claims then re
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from ..analysis.sparsity import exact_zero_fraction, small_fraction
 from ..device import resolve_device, resolve_dtype, torch_threads
 from ..errors import NdgmError
+from ..nets import count_parameters
 from ..nets.vgg import VGG_CONFIGS, SmallVGG, load_vgg16_weights, replace_head
-from ..training import OPTIMIZERS, checkpoint_folder, exact_zero_fraction, make_optimizer, seeded, small_fraction, train
-from .activations import common_deep_params, load_data, parse_list
+from ..training import NDGM, PROX, checkpoint_folder, make_optimizer, seeded, train
 from .base import Claim, Experiment, Param, Result
+from .deep_common import common_deep_params, load_data, parse_list
 
 # Paper Table 2: percent of parameters below 1e-5, (lam=0.002, alt), (lam=2, alt).
 PAPER_TABLE2 = {"sgd": ((90.13, 91.34), (0.18, 0.18)), "rmsprop": ((0.02, 1.00), (2.61, 2.67)),
                 "adam": ((90.76, 90.68), (2.89, 2.88))}
-PROX = ("prox-sgd", "prox-adam")
 # "Fewer" / "more" small weights must differ by this factor: the paper's Table 2 ratios are
 # 30x-500x (SGD, Adam) and 2.6x-130x (RMSProp); seed noise alone gives a few percent.
 MARGIN = 2.0
-
-
-def prox_available() -> bool:
-    try:
-        from ..sparse.optim import ProxAdam, ProxSGD  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def parse_floats(name: str, text: str) -> list[float]:
@@ -107,9 +101,9 @@ class L1Deep(Experiment):
 
     def validate(self, config):
         opts = parse_list("optimizers", config["optimizers"])
-        bad = [o for o in opts if o not in OPTIMIZERS[:3]]
+        bad = [o for o in opts if o not in NDGM]
         if bad:
-            raise NdgmError(f"--optimizers: unknown {bad[0]!r}; choose from sgd, rmsprop, adam")
+            raise NdgmError(f"--optimizers: unknown {bad[0]!r}; choose from {', '.join(NDGM)}")
         prox = self._prox(config)
         bad = [o for o in prox if o not in PROX]
         if bad:
@@ -126,8 +120,10 @@ class L1Deep(Experiment):
 
     def _builder(self, config, num_classes, device, dtype):
         if config["weights"]:
+            base = load_vgg16_weights(config["weights"], device=device, dtype=dtype)  # read the file once
+
             def build(seed):
-                model = load_vgg16_weights(config["weights"], device=device, dtype=dtype)
+                model = copy.deepcopy(base)  # training changes the weights in place
                 if config["replace_head"]:
                     replace_head(model, num_classes, seed=seed)
                 return model
@@ -144,8 +140,7 @@ class L1Deep(Experiment):
         dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
         ndgm_opts = parse_list("optimizers", config["optimizers"])
         prox_opts = self._prox(config)
-        have_prox = prox_available()
-        opts = ndgm_opts + (prox_opts if have_prox else [])
+        opts = ndgm_opts + prox_opts
         lams = parse_floats("lams", config["lams"])
         seeds = [config["seed"] + s for s in range(config["n_seeds"])]
         data = load_data(config, normalisation="half").to(device)
@@ -177,9 +172,8 @@ class L1Deep(Experiment):
                         opt = make_optimizer(name, model.parameters(), config["lr"], l1=lam)
                     tag = f"{name}-lam{lam:g}-seed{seed}"
                     hist = train(model, data, opt, epochs=E, batch_size=config["batch_size"], seed=seed, l1=lam,
-                                 penalty="report" if name in PROX else "autograd", shuffle=config["shuffle"],
-                                 augment=config["augment"], checkpoint=folder / f"{tag}.pt", resume=config["resume"],
-                                 progress=progress, desc=f"[{n}/{total}] {tag}", dtype=dtype)
+                                 shuffle=config["shuffle"], augment=config["augment"], checkpoint=folder / f"{tag}.pt",
+                                 resume=config["resume"], progress=progress, desc=f"[{n}/{total}] {tag}", dtype=dtype)
                     idx = (oi, li, si)
                     for k in ("l1", "train_loss", "train_ce", "val_loss", "val_acc"):
                         arrays[k][idx] = getattr(hist, k)
@@ -187,10 +181,8 @@ class L1Deep(Experiment):
                     arrays["zero_pct"][idx] = 100.0 * exact_zero_fraction(model)
                     arrays["final_val_acc"][idx] = hist.val_acc[-1]
         shutil.rmtree(folder, ignore_errors=True)
-        n_params = sum(p.numel() for p in model.parameters())
         summary = {"optimizers": opts, "lams": lams, "seeds": seeds, "lr": config["lr"], "data": data.name,
-                   "n_train": data.n_train, "n_params": int(n_params), "prox_available": have_prox,
-                   "prox_requested": prox_opts,
+                   "n_train": data.n_train, "n_params": count_parameters(model), "prox_requested": prox_opts,
                    "small_pct": {f"{o}/lam={lam:g}": [float(v) for v in arrays["small_pct"][oi, li]]
                                  for oi, o in enumerate(opts) for li, lam in enumerate(lams)},
                    "zero_pct": {f"{o}/lam={lam:g}": [float(v) for v in arrays["zero_pct"][oi, li]]
@@ -236,12 +228,6 @@ class L1Deep(Experiment):
                              more, f"paper's ratios: {p[1][1] / p[0][1]:.2g}x and more" + ("" if more else scale_note)))
         ndgm = [opts.index(o) for o in opts if o not in PROX]
         requested = s.get("prox_requested", [])
-        if not s.get("prox_available", False):
-            if requested:
-                out.append(Claim("proximal optimizers give exact zeros that grow with lam", "spec 3.4 (the cure)",
-                                 "more exact zeros at the larger lam", "-", None,
-                                 "not run here (ProxSGD unavailable: ndgm.sparse.optim not importable)"))
-            return out
         for name in requested:
             oi = opts.index(name)
             a, b = zero[oi, hi], zero[oi, lo]

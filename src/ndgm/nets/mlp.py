@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import NdgmError, check_int
+from . import count_parameters  # re-exported: tests and benchmarks import it from here
 
 __all__ = ["ACTIVATIONS", "make_mlp", "count_parameters"]
 
@@ -58,8 +59,3 @@ def make_mlp(
         if i < len(widths) - 2:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers).to(device=device, dtype=dtype)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable scalars."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -26,9 +26,8 @@ from torch import nn
 from ..errors import NdgmError
 
 __all__ = [
-    "VGG_CONFIGS", "ACTIVATIONS", "SmallVGG", "make_activation", "TorchvisionVGG16",
+    "VGG_CONFIGS", "PAPER_ACTIVATIONS", "SmallVGG", "make_activation", "TorchvisionVGG16",
     "TORCHVISION_VGG16_CONFIG", "vgg16_state_shapes", "load_vgg16_weights", "replace_head",
-    "count_parameters",
 ]
 
 # Spec section 2 (paper appendix A.2): channels per conv, "M" = 2x2 average pool.
@@ -39,13 +38,8 @@ VGG_CONFIGS: dict[str, tuple] = {
     "vgg19": (16, 16, "M", 32, 32, "M", 32, 32, 32, 32, "M", 64, 64, 64, 64, "M", 64, 64, 64, 64, "M"),
 }
 
-# Name -> (activation kind, Softplus beta or None). The paper's four (Fig. 2).
-ACTIVATIONS: dict[str, tuple[str, float | None]] = {
-    "relu": ("relu", None),
-    "gelu": ("gelu", None),
-    "softplus100": ("softplus", 100.0),
-    "softplus1000": ("softplus", 1000.0),
-}
+# The paper's four activations (Fig. 2), as names `make_activation` reads.
+PAPER_ACTIVATIONS = ("relu", "gelu", "softplus100", "softplus1000")
 
 # torchvision's configuration "D" (VGG16), max pooling.
 TORCHVISION_VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
@@ -229,8 +223,8 @@ def load_vgg16_weights(path: str | Path, num_classes: int | None = None,
     model.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, assign=True)
     model = model.to(device=device)
     if num_classes is not None and num_classes != file_classes:
-        replace_head(model, num_classes)
-    return model.to(device=device, dtype=dtype)
+        replace_head(model, num_classes)  # on the model's device and dtype
+    return model
 
 
 def replace_head(model: TorchvisionVGG16, num_classes: int, seed: int | None = None) -> TorchvisionVGG16:
@@ -251,8 +245,3 @@ def replace_head(model: TorchvisionVGG16, num_classes: int, seed: int | None = N
         new.bias.zero_()
     model.classifier[6] = new.to(device=old.weight.device, dtype=old.weight.dtype)
     return model
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of scalar parameters (BatchNorm running statistics are buffers, not counted)."""
-    return sum(p.numel() for p in model.parameters())
