@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ndgm.problems import HuberRegression, Lasso, Quadratic, ReLURegression, ToyLasso
+from ndgm.toys import Quartic1D, TwoPointReLU
 
 
 def _data(n, d, seed, dtype=torch.float64):
@@ -46,9 +47,15 @@ PROBLEMS = {
     "huber": huber_problem,
     "quadratic": quadratic_problem,
     "toy-lasso": toy_problem,
+    "quartic": Quartic1D,
+    "two-point-relu": TwoPointReLU,
 }
 
 
 def batch_points(problem, K=3, seed=5):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(K, problem.dim, generator=g, dtype=torch.float64)
+    W = torch.randn(K, problem.dim, generator=g, dtype=torch.float64)
+    if isinstance(problem, TwoPointReLU):
+        # Its Hessian is 0 off the open positive quadrant: all points but the last go there.
+        W[: max(K - 1, 1)] = W[: max(K - 1, 1)].abs()
+    return W
