@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from ndgm.cli import main
@@ -21,6 +22,7 @@ def test_capture_data_is_the_global_seed_protocol():
     assert torch.equal(X, Xc) and torch.equal(y, yc) and torch.equal(lin.weight.detach(), wc)
 
 
+@pytest.mark.slow
 def test_quick_reproduction_prints_the_capture_claims(tmp_path, capsys):
     """The paper's exact protocol: loss 4461.786221675728 bit for bit, two bands, monotone contrast."""
     rc = main(["reproduce", "--quick", "--only", "capture", "--out", str(tmp_path), "--no-progress"])

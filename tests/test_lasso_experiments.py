@@ -1,13 +1,14 @@
-"""The five L1-paradox experiments end to end through the CLI: stored runs, figures, claim verdicts."""
+"""The five L1-paradox experiments at their quick sizes: the paper's numbers and every claim reproduced."""
 
 import json
 
 import pytest
 
 from ndgm.cli import main
-from ndgm.experiments import EXPERIMENTS
 
 NAMES = ["lasso-toy", "lasso-2d", "lasso-variants", "lasso-general", "lasso-real"]
+
+pytestmark = pytest.mark.slow  # the quick reproduction of the five experiments
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +23,13 @@ def reproduced(tmp_path_factory):
     return rc, ledger, runs
 
 
-def test_every_lasso_experiment_is_registered():
-    assert set(NAMES) <= set(EXPERIMENTS)
-
-
-def test_all_claims_reproduced_and_figures_written(reproduced):
+def test_all_claims_reproduced(reproduced):
     rc, ledger, runs = reproduced
     assert rc == 0
     assert set(runs) == set(NAMES)
     mine = [c for c in ledger if c["experiment"] in NAMES] if "experiment" in ledger[0] else ledger
     assert len(mine) >= 35
     assert all(c["passed"] is True for c in mine), [c["claim"] for c in mine if c["passed"] is not True]
-    figures = {"lasso-toy": "lasso_toy.png", "lasso-2d": "lasso_2d.png", "lasso-variants": "lasso_variants.png",
-               "lasso-general": "lasso_general.png", "lasso-real": "lasso_real.png"}
-    for name, fig in figures.items():
-        assert (runs[name][0] / fig).stat().st_size > 10_000
 
 
 def test_two_d_printed_numbers(reproduced):
@@ -77,24 +70,3 @@ def test_real_data_zero_counts(reproduced):
     assert max(t["acrda"]["certificate"]) < 1e-10
     # plain RDA (O(1/sqrt t)): the right zeros, but its gap stays far above 1e-8 in the quick run
     assert t["rda"]["exact_zeros"] == [2, 4, 7] and 1e-8 < max(t["rda"]["rel_gap"]) <= 1e-4
-
-
-def test_show_rebuilds_a_figure_from_the_store(reproduced, tmp_path):
-    run_dir = reproduced[2]["lasso-2d"][0]
-    (run_dir / "lasso_2d.png").unlink()
-    assert main(["show", str(run_dir), "--plot"]) == 0
-    assert (run_dir / "lasso_2d.png").exists()
-
-
-@pytest.mark.parametrize("argv,needle", [
-    (["run", "lasso-real", "--alphas=-0.1"], "--alphas must list finite numbers >= 0"),
-    (["run", "lasso-general", "--lam-max", "10"], "four decades"),
-    (["run", "lasso-toy", "--lams", "1,x"], "--lams must be a comma-separated list"),
-    (["run", "lasso-toy", "--iterations", "10"], "--iterations must be >="),
-    (["run", "lasso-variants", "--momentum", "1.5"], "--momentum must be < 1"),
-    (["run", "lasso-general", "--lr", "0.5"], "--lr must be < 2/L"),
-])
-def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys, tmp_path):
-    rc = main(argv + ["--out", str(tmp_path), "--no-progress"])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and err.startswith("ndgm: error: ") and needle in err

@@ -26,14 +26,17 @@ def _chromium():
 def report_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep")
     # Reproduce on a small capture config: store two runs and build the report from the folders.
+    from ndgm.claims import ledger_row
     from ndgm.experiments import get_experiment
+    from ndgm.figures import write_figures
     from ndgm.report.html import write_report
 
     store = RunStore(out / "runs")
     exp = get_experiment("capture")
-    paths = [store.save(exp.run(exp.config(iterations=60, n=40, d=6, quad_iterations=30, lr=lr)), exp) for lr in (0.01, 0.02)]
+    paths = [store.save(exp.run(exp.config(iterations=60, n=40, d=6, quad_iterations=30, lr=lr)),
+                        write_files=write_figures) for lr in (0.01, 0.02)]
     runs = [store.load(p) for p in paths]
-    ledger = [dict(c, experiment=r.experiment) for r in runs for c in r.result["claims"]]
+    ledger = [ledger_row(r.experiment, c) for r in runs for c in r.result["claims"]]
     write_report(out / "report.html", runs, ledger)
     return out
 
@@ -43,6 +46,21 @@ def test_report_is_self_contained(report_dir):
     assert 'id="ledger"' in text and text.count("data:image/png;base64,") == 4
     assert not re.search(r'src="(?!data:)', text)  # no external resources
     assert "What the paper claims" in text and "reproduced" in text
+
+
+def test_report_shows_what_the_run_stored_not_todays_text(report_dir, tmp_path):
+    from ndgm.report.html import write_report
+
+    run = RunStore(report_dir / "runs").runs()[0]
+    cfg = json.loads((run.path / "config.json").read_text())
+    assert cfg["title"].startswith("Capture failure") and cfg["description"].startswith("Capture failure of NDGM")
+    old = tmp_path / run.run_id
+    shutil.copytree(run.path, old)
+    cfg.update(title="An older title", source="an older source", description="An older description.")
+    (old / "config.json").write_text(json.dumps(cfg))
+    text = write_report(tmp_path / "r.html", [RunStore(tmp_path).load(old)], []).read_text()
+    assert "An older title" in text and "an older source" in text and "An older description." in text
+    assert "Capture failure" not in text
 
 
 def test_report_renders_in_headless_chromium(report_dir, tmp_path):

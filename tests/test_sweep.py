@@ -37,16 +37,21 @@ def test_expand_validates_every_value_and_adds_seeds():
 def test_bad_sweep_input_exits_2(tmp_path, capsys):
     assert main(["sweep", "capture", "--grid", "lr=a,b", "--out", str(tmp_path)]) == 2
     assert main(["sweep", "nope", "--out", str(tmp_path)]) == 2
-    assert main(["sweep", "capture", "--grid", "lr=0.1", "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path), *SMALL]) == 2
     err = capsys.readouterr().err
     assert "ndgm: error: --lr must be a number" in err and "unknown experiment 'nope'" in err
-    assert "cannot reach the Dask scheduler" in err
+
+
+@pytest.mark.slow  # waits for the connection to time out
+def test_unreachable_scheduler_exits_2(tmp_path, capsys):
+    assert main(["sweep", "capture", "--grid", "lr=0.1", "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path), *SMALL]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
 
 
 def _finished(root):
     return {p.name: (p / "result.json").stat().st_mtime_ns for p in (root / "runs").iterdir() if not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_only_missing_runs(tmp_path, capsys):
     args = ["sweep", "capture", "--grid", "lr=0.01,0.02,0.03", "--seeds", "2", "--workers", "1",
             "--out", str(tmp_path), "--no-progress", *SMALL]
@@ -78,6 +83,7 @@ def test_interrupted_sweep_resumes_only_missing_runs(tmp_path, capsys):
     assert table.equals(pd.read_parquet(tmp_path / "sweep-capture.parquet"))
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_table(tmp_path):
     distributed = pytest.importorskip("distributed")
     grid = ["--grid", "lr=0.01,0.05", "--grid", "l1=1e-3:1e-1:2:log", "--no-progress", *SMALL]

@@ -7,7 +7,8 @@
     ndgm sweep EXPERIMENT --grid lr=0.001,0.01 --grid l1=1e-3:1:7:log --seeds 5 [--scheduler tcp://host:port]
     ndgm compare RUN RUN ...
 
-Bad input prints one line, ``ndgm: error: ...``, and exits with code 2.
+Bad input prints one line, ``ndgm: error: ...``, and exits with code 2. ``show`` and
+``compare`` work from the run folders alone: they import no experiment module.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .claims import Claim, ledger_row
 from .errors import NdgmError
-from .experiments import EXPERIMENTS, get_experiment
 from .report.claims import claims_markdown, claims_table
-from .report.html import write_report
 from .store import DEFAULT_ROOT, RunStore, ensure_writable, write_json
 
 
@@ -39,15 +39,9 @@ class _Parser(argparse.ArgumentParser):
         raise NdgmError(message)
 
 
-def _show(value) -> str:
-    return f"{value:.12g}" if isinstance(value, float) else str(value)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:
+    """The parser; ``with_experiments`` adds one ``run`` sub-command per experiment (which
+    imports them all, so the commands that only read run folders go without)."""
     p = _Parser(prog="ndgm", description="What gradient methods do on non-differentiable losses: "
                 "run the papers' experiments, check their claims, store and show the results.")
     p.add_argument("--version", action="version", version=f"ndgm {__version__}")
@@ -56,17 +50,20 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one experiment and store it", description="Run one experiment "
                          "and store it as a folder under --out. 'ndgm run EXPERIMENT --help' lists its parameters.")
     run_sub = run.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=_Parser)
-    for e in EXPERIMENTS.values():
-        ep = run_sub.add_parser(e.name, help=e.title, description=f"{e.title} ({e.source}).")
-        for prm in e.all_params():
-            if prm.kind == "bool":
-                ep.add_argument(_flag(prm.name), dest=prm.name, default=None, metavar="BOOL",
-                                help=f"{prm.help} (default: {prm.default})")
-            else:
-                ep.add_argument(_flag(prm.name), dest=prm.name, default=None, metavar=prm.name.upper(),
-                                help=f"{prm.help} (default: {_show(prm.default)}"
-                                + (f"; quick: {_show(prm.quick)}" if prm.quick is not None else "") + ")")
-        _common_run_flags(ep)
+    if with_experiments:
+        from .experiments import EXPERIMENTS
+
+        for e in EXPERIMENTS.values():
+            ep = run_sub.add_parser(e.name, help=e.title, description=f"{e.title} ({e.source}).")
+            for prm in e.all_params():
+                if prm.kind == "bool":
+                    ep.add_argument(prm.flag, dest=prm.name, default=None, metavar="BOOL",
+                                    help=f"{prm.help} (default: {prm.default})")
+                else:
+                    ep.add_argument(prm.flag, dest=prm.name, default=None, metavar=prm.name.upper(),
+                                    help=f"{prm.help} (default: {prm.show(prm.default)}"
+                                    + (f"; quick: {prm.show(prm.quick)}" if prm.quick is not None else "") + ")")
+            _common_run_flags(ep)
 
     lst = sub.add_parser("list", help="list experiments and stored runs")
     lst.add_argument("--out", default=str(DEFAULT_ROOT), help="run store directory (default: %(default)s)")
@@ -77,10 +74,15 @@ def _build_parser() -> argparse.ArgumentParser:
     show.add_argument("--plot", action="store_true", help="rebuild the run's figures from its stored arrays")
     show.add_argument("--json", action="store_true", help="print result.json instead of a table")
 
-    rep = sub.add_parser("reproduce", help="run every experiment and print the claims table")
+    rep = sub.add_parser("reproduce", help="run every experiment and print the claims table",
+                         description="Run every experiment (or those --only selects), write the claims ledger "
+                         "and report.html. Quick mode is the default; --full runs the paper sizes.")
     mode = rep.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", default=True, help="CPU defaults, minutes (default)")
-    mode.add_argument("--full", action="store_true", help="paper sizes")
+    mode.add_argument("--quick", dest="full", action="store_false",
+                      help="quick mode, the default: the CPU defaults, minutes")
+    mode.add_argument("--full", dest="full", action="store_true",
+                      help="paper sizes (needs --data-dir / --weights and a GPU for the deep experiments)")
+    rep.set_defaults(full=False)
     rep.add_argument("--only", default="*", metavar="PATTERN", help="glob over experiment names (default: all)")
     rep.add_argument("--out", default="runs/reproduce", help="output directory (default: %(default)s)")
     rep.add_argument("--data-dir", default=None, help="CIFAR-10 python batches, for experiments that take one")
@@ -115,17 +117,17 @@ def _common_run_flags(ep: argparse.ArgumentParser) -> None:
 
 
 def _run_one(exp, config: dict, store: RunStore, progress: bool):
+    from .figures import write_figures
+
     started = time.time()
     result = exp.run(config, progress=progress)
-    path = store.save(result, exp, started=started)
+    path = store.save(result, started=started, write_files=write_figures)
     return result, path
 
 
-def _claim_dicts(experiment: str, claims) -> list[dict]:
-    return [{"experiment": experiment} | (c if isinstance(c, dict) else c.as_dict()) for c in claims]
-
-
 def cmd_run(args) -> int:
+    from .experiments import EXPERIMENTS, get_experiment
+
     if not args.experiment:
         raise NdgmError("which experiment? choose one of " + ", ".join(EXPERIMENTS))
     exp = get_experiment(args.experiment)
@@ -134,11 +136,13 @@ def cmd_run(args) -> int:
     store = RunStore(ensure_writable(Path(args.out)))
     result, path = _run_one(exp, config, store, progress=not args.no_progress)
     print(f"run stored in {path}")
-    print(claims_table(_claim_dicts(exp.name, result.claims)))
+    print(claims_table([ledger_row(exp.name, c) for c in result.claims]))
     return 0
 
 
 def cmd_list(args) -> int:
+    from .experiments import EXPERIMENTS
+
     print("experiments:")
     for e in EXPERIMENTS.values():
         print(f"  {e.name:<16} {e.title}  [{e.source}]")
@@ -166,16 +170,21 @@ def cmd_show(args) -> int:
     print("summary:")
     for k, val in run.result.get("summary", {}).items():
         print(f"  {k}: {val}")
-    print(claims_table(_claim_dicts(run.experiment, run.result.get("claims", []))))
+    print(claims_table([ledger_row(run.experiment, c) for c in run.result.get("claims", [])]))
     if args.plot:
-        exp = get_experiment(run.experiment)
-        paths = exp.plot(run.arrays(), run.result.get("summary", {}), run.config.get("config", {}), run.path)
+        from .figures import render
+
+        paths = render(run.figures, run.arrays(), run.result.get("summary", {}), run.config.get("config", {}),
+                       run.path)
         for p in paths:
             print(f"figure: {p}")
     return 0
 
 
 def cmd_reproduce(args) -> int:
+    from .experiments import EXPERIMENTS, get_experiment
+    from .report.html import write_report
+
     out = ensure_writable(Path(args.out))
     quick = not args.full
     names = [n for n in EXPERIMENTS if fnmatch.fnmatch(n, args.only)]
@@ -189,9 +198,8 @@ def cmd_reproduce(args) -> int:
         missing = _missing_for_full(exp, args) if not quick else []
         if missing:
             print(f"[{name}] not run here: {'; '.join(missing)}", file=sys.stderr, flush=True)
-            ledger.append({"experiment": name, "claim": f"all claims of {name} ({exp.title})", "source": exp.source,
-                           "expected": "-", "measured": "-", "passed": None,
-                           "detail": "not run here: " + "; ".join(missing)})
+            ledger.append(ledger_row(name, Claim(f"all claims of {name} ({exp.title})", exp.source, "-", "-", None,
+                                                 "not run here: " + "; ".join(missing))))
             continue
         known = {p.name for p in exp.all_params()}
         config = exp.config(quick=quick, **{k: v for k, v in extra.items() if v is not None and k in known})
@@ -200,8 +208,8 @@ def cmd_reproduce(args) -> int:
         result, path = _run_one(exp, config, store, progress=not args.no_progress)
         print(f"[{name}] done in {time.time() - t0:.1f}s -> {path}", file=sys.stderr, flush=True)
         runs.append(store.load(path))
-        for c in _claim_dicts(name, result.claims):
-            ledger.append(_with_difference(c) | {"run": str(path)})
+        for c in result.claims:
+            ledger.append(_with_difference(ledger_row(name, c)) | {"run": str(path)})
     write_json(out / "claims.json", ledger)
     (out / "claims.md").write_text("# Claims ledger\n\n" + claims_markdown(ledger) + "\n")
     report = write_report(out / "report.html", runs, ledger)
@@ -247,6 +255,7 @@ def _kv(items: list[str], flag: str) -> dict:
 
 
 def cmd_sweep(args) -> int:
+    from .experiments import get_experiment
     from .sweep import expand, parse_grid, plan_sweep, run_sweep, sweep_table, write_table
 
     exp = get_experiment(args.experiment)
@@ -267,7 +276,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .report.plots import plot_compare
+    from .figures.compare import plot_compare
 
     store = RunStore(args.out)
     runs = [store.load(r) for r in args.runs]
@@ -288,7 +297,8 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "reproduce": cmd
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser(with_experiments=argv[:1] == ["run"])
     try:
         args = parser.parse_args(argv)
         if not args.command:

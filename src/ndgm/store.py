@@ -2,11 +2,13 @@
 
 Layout of ``<root>/<run-id>/``:
 
-* ``config.json`` -- every parameter, the experiment name, the run id, the config hash,
-  package / torch / numpy / python versions, start and end times;
+* ``config.json`` -- every parameter, the experiment name, its title, source and
+  description (as they were when it ran), the run id, the config hash, package / torch /
+  numpy / python versions, start and end times;
 * ``metrics.npz`` -- the arrays the run recorded;
 * ``result.json`` -- the summary numbers and the claims (claim, expected, measured, verdict);
-* ``*.png`` -- figures, rebuilt at any time from ``metrics.npz``.
+* ``figures.json`` and the files it lists -- figures (``*.png``) and other artifacts, each
+  rebuilt at any time from ``metrics.npz`` by `ndgm.figures` under its file name.
 
 The folder is assembled under a hidden temporary name in the same directory and renamed
 into place once complete, so a crash leaves no half-written run and a finished run is
@@ -31,19 +33,20 @@ import numpy as np
 
 from .errors import NdgmError
 
-__all__ = ["RunStore", "StoredRun", "atomic_write", "config_hash", "ensure_writable", "flatten_summary", "versions",
-           "DEFAULT_ROOT"]
+__all__ = ["RunStore", "StoredRun", "atomic_write", "config_hash", "ensure_writable", "flatten_summary", "jsonable",
+           "versions", "DEFAULT_ROOT"]
 
 DEFAULT_ROOT = Path(os.environ.get("NDGM_RUNS", "runs"))
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """``x`` as the store writes it: plain JSON types, tuples as lists, NaN and inf as strings."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, (np.bool_,)):
         return bool(x)
     if isinstance(x, np.integer):
@@ -57,7 +60,7 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -128,7 +131,7 @@ def flatten_summary(summary: dict, max_list: int | None = None) -> list[tuple[st
 def config_hash(experiment: str, config: dict) -> str:
     """Stable hash of an experiment name and its config (device excluded: same numbers)."""
     key = {k: v for k, v in config.items() if k != "device"}
-    blob = json.dumps({"experiment": experiment, "config": _jsonable(key)}, sort_keys=True)
+    blob = json.dumps({"experiment": experiment, "config": jsonable(key)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -174,6 +177,25 @@ class StoredRun:
     def experiment(self) -> str:
         return self.config.get("experiment", "?")
 
+    @property
+    def title(self) -> str:
+        return self.config.get("title") or self.experiment
+
+    @property
+    def source(self) -> str:
+        return self.config.get("source", "")
+
+    @property
+    def description(self) -> str:
+        """The experiment's description (its module docstring) when the run was saved."""
+        return self.config.get("description", "")
+
+    @property
+    def figures(self) -> list[str]:
+        """File names of the figures and artifacts the run wrote (``figures.json``)."""
+        f = self.path / "figures.json"
+        return json.loads(f.read_text()) if f.is_file() else []
+
     def arrays(self) -> dict[str, np.ndarray]:
         with np.load(self.path / "metrics.npz", allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -185,8 +207,14 @@ class RunStore:
     def __init__(self, root: Path | str = DEFAULT_ROOT):
         self.root = Path(root)
 
-    def save(self, result, experiment=None, started: float | None = None) -> Path:
-        """Write ``result`` (and ``experiment``'s figures) as a new run folder; return its path."""
+    def save(self, result, started: float | None = None,
+             write_files: Callable[[Any, Path], list[str]] | None = None) -> Path:
+        """Write ``result`` (an `ndgm.experiments.Result`) as a new run folder; return its path.
+
+        ``write_files(result, folder)`` may add files to the folder before it is renamed into
+        place (`ndgm.figures.write_figures` draws the figures) and returns their names, which
+        go to ``figures.json``. If it fails, nothing is left behind.
+        """
         ensure_writable(self.root)
         h = config_hash(result.experiment, result.config)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -200,6 +228,9 @@ class RunStore:
         try:
             config = {
                 "experiment": result.experiment,
+                "title": result.title,
+                "source": result.source,
+                "description": result.description,
                 "run_id": final.name,
                 "config_hash": h,
                 "config": result.config,
@@ -215,9 +246,7 @@ class RunStore:
                 "claims": [c.as_dict() | {"verdict": c.verdict} for c in result.claims],
                 "passed": result.passed,
             })
-            figures = []
-            if experiment is not None:
-                figures = [p.name for p in experiment.plot(result.arrays, result.summary, result.config, tmp)]
+            figures = write_files(result, tmp) if write_files is not None else []
             (tmp / "figures.json").write_text(json.dumps(figures) + "\n")
             os.chmod(tmp, 0o755)
             os.rename(tmp, final)
@@ -234,7 +263,7 @@ class RunStore:
     def index(self) -> dict[str, StoredRun]:
         """Finished runs (top level) by config hash, read in one pass over the store.
 
-        Where several runs share a hash, the oldest is kept: the one `find` returns.
+        Where several runs share a hash, the oldest is kept.
         """
         out: dict[str, StoredRun] = {}
         for r in self.runs():
@@ -242,13 +271,6 @@ class RunStore:
             if h is not None:
                 out.setdefault(h, r)
         return out
-
-    def find(self, experiment: str, config: dict) -> StoredRun | None:
-        """A finished run with exactly this experiment and config, if any (the oldest).
-
-        To look up many configurations, build `index` once and use `config_hash` keys.
-        """
-        return self.index().get(config_hash(experiment, config))
 
     def load(self, run: str | Path) -> StoredRun:
         """Load a run by path, by id under the root, or by a unique id prefix."""

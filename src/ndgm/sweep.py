@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -121,8 +120,9 @@ def run_sweep(plan: SweepPlan, store: RunStore, scheduler: str | None = None, wo
     """Run ``plan.todo``; store each result as it arrives. Returns the new run folders."""
     from tqdm.auto import tqdm
 
+    from .figures import write_figures
+
     ensure_writable(store.root)
-    exp = get_experiment(plan.experiment)
     new: list[Path] = []
     if not plan.todo:
         return new
@@ -140,7 +140,7 @@ def run_sweep(plan: SweepPlan, store: RunStore, scheduler: str | None = None, wo
             futures = [client.submit(_execute, plan.experiment, cfg, pure=False) for cfg in plan.todo]
             for fut in dask_completed(futures):
                 result, started = fut.result()
-                new.append(store.save(result, exp, started=started))
+                new.append(store.save(result, started=started, write_files=write_figures))
                 bar.update(1)
         finally:
             client.close()
@@ -153,7 +153,7 @@ def run_sweep(plan: SweepPlan, store: RunStore, scheduler: str | None = None, wo
             futures = [pool.submit(_execute, plan.experiment, cfg) for cfg in plan.todo]
             for fut in as_completed(futures):
                 result, started = fut.result()
-                new.append(store.save(result, exp, started=started))
+                new.append(store.save(result, started=started, write_files=write_figures))
                 bar.update(1)
     bar.close()
     return new
@@ -187,7 +187,3 @@ def write_table(df, out_dir: Path, stem: str = "sweep") -> tuple[Path, Path]:
     atomic_write(pq, lambda tmp: df.to_parquet(tmp, index=False))
     atomic_write(csv, lambda tmp: df.to_csv(tmp, index=False))
     return csv, pq
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

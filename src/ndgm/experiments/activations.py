@@ -31,19 +31,16 @@ at ``ln(classes)``; when a claim fails, its detail gives the epochs at which eac
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..device import resolve_device, resolve_dtype, torch_threads
 from ..errors import NdgmError
 from ..nets.vgg import PAPER_ACTIVATIONS, VGG_CONFIGS, SmallVGG, make_activation
 from ..training import checkpoint_folder, seeded
-from .base import Claim, Experiment, Param, Result
-from .deep_common import common_deep_params, load_data, parse_list
+from .base import Claim, Context, Experiment, Param
+from .deep_common import common_deep_params, load_data
 
-ALL_ACTIVATIONS = ",".join(PAPER_ACTIVATIONS)
 # A curve has left the initial plateau at ln(classes) once it is 10% below it.
 PLATEAU_FRACTION = 0.9
 
@@ -69,9 +66,10 @@ class Activations(Experiment):
     source = "paper Fig. 2 / appendix A.2"
     full_requires = ("data_dir", "gpu")
     params = (
-        Param("depths", "vgg11,vgg13,vgg16,vgg19", "str", "comma-separated VGG configurations (paper: all four)"),
-        Param("activations", ALL_ACTIVATIONS, "str", "comma-separated activations: relu, gelu, softplusBETA "
-              "(paper: relu,gelu,softplus100,softplus1000)", quick="relu,gelu"),
+        Param("depths", ("vgg11", "vgg13", "vgg16", "vgg19"), "strs", "comma-separated VGG configurations "
+              "(paper: all four)", choices=tuple(VGG_CONFIGS), distinct=True),
+        Param("activations", tuple(PAPER_ACTIVATIONS), "strs", "comma-separated activations: relu, gelu, softplusBETA "
+              "(paper: relu,gelu,softplus100,softplus1000)", quick=("relu", "gelu"), distinct=True),
         Param("batch_norm", "both", "str", "BatchNorm: off, on or both (paper: both)", choices=("off", "on", "both")),
         Param("epochs", 20, "int", "epochs per model (paper: 20)", quick=25),
         Param("batch_size", 128, "int", "minibatch size, 0 = full batch (paper: 128)", minimum=0, quick=8),
@@ -86,31 +84,21 @@ class Activations(Experiment):
         *common_deep_params(train_size_quick=512, val_size_quick=200),
     )
     overrides = {"dtype": "float32"}
+    threads = "threads"
+    figures = ("activations_train_loss.png", "activations_val_loss.png", "activations_gap.png")
 
     def validate(self, config):
-        depths = parse_list("depths", config["depths"])
-        bad = [d for d in depths if d not in VGG_CONFIGS]
-        if bad:
-            raise NdgmError(f"--depths: unknown configuration {bad[0]!r}; choose from {', '.join(VGG_CONFIGS)}")
-        acts = parse_list("activations", config["activations"])
-        for a in acts:
+        for a in config["activations"]:
             try:
                 make_activation(a)
             except NdgmError as e:
                 raise NdgmError(f"--activations: {e}") from None
         if not 0 < config["target_fraction"] < 1:
             raise NdgmError(f"--target-fraction must lie in (0, 1), got {config['target_fraction']:g}")
-        if len(set(acts)) != len(acts) or len(set(depths)) != len(depths):
-            raise NdgmError("--depths and --activations must not repeat an entry")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        with torch_threads(config["threads"]):
-            return self._run(config, progress)
-
-    def _run(self, config: dict, progress: bool) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
-        depths = parse_list("depths", config["depths"])
-        acts = parse_list("activations", config["activations"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
+        depths, acts = config["depths"], config["activations"]
         bns = {"off": [False], "on": [True], "both": [False, True]}[config["batch_norm"]]
         data = load_data(config, normalisation="cifar").to(device)
         E = config["epochs"]
@@ -138,7 +126,7 @@ class Activations(Experiment):
         summary.update(self.summarise(curves["train_loss"], depths, acts, bns, self.target(config, data.num_classes),
                                       data.num_classes))
         arrays = dict(curves)
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary, config))
+        return arrays, summary
 
     @staticmethod
     def target(config: dict, num_classes: int) -> float:
@@ -212,16 +200,6 @@ class Activations(Experiment):
                              "" if wb < nob else _plateau_note(s, E).lstrip("; ")))
         return out
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.deep_plots import plot_activation_curves, plot_activation_gaps
-
-        paths = [plot_activation_curves(arrays, summary, "train_loss", outdir / "activations_train_loss.png"),
-                 plot_activation_curves(arrays, summary, "val_loss", outdir / "activations_val_loss.png")]
-        if "gap_nobn" in summary or "gap_bn" in summary:
-            target = summary.get("target_loss", config.get("target_loss"))
-            paths.append(plot_activation_gaps(summary, {**config, "target_loss": f"{target:.3g}"},
-                                              outdir / "activations_gap.png"))
-        return paths
 
 
 def _plateau_note(s: dict, E: int) -> str:

@@ -8,14 +8,12 @@ The diagram iterates the 2-D map for all step sizes at once (one row per ``eta``
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..analysis.periodic import attractors, is_stable, orbit_multipliers, periodic_orbits, stability_threshold
 from ..errors import NdgmError
 from ..toys import PAPER_SCALE, TwoPointReLU
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (paper Fig. 3 left)"
 PERIOD4 = [0.62708, 0.78112, 1.11061, 1.1681]
@@ -40,12 +38,13 @@ class Bifurcation(Experiment):
     )
     fixed = {"dtype": "float64", "device": "cpu"}
     fixed_reason = "long iterations of a 2-D map, float64 on the CPU"
+    figures = ("bifurcation.png",)
 
     def validate(self, config):
         if config["eta_min"] >= config["eta_max"]:
             raise NdgmError(f"--eta-min must be < --eta-max, got {config['eta_min']} >= {config['eta_max']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
+    def compute(self, config: dict, ctx: Context):
         toy = TwoPointReLU(config["scale"])
         etas = np.linspace(config["eta_min"], config["eta_max"], config["n_eta"])
         extra = np.array([config["orbit_eta"], config["aperiodic_eta"]])
@@ -72,10 +71,10 @@ class Bifurcation(Experiment):
         periods = A.period[:n]
         s["period_counts"] = {str(p): int((periods == p).sum()) for p in np.unique(periods)}
         arrays = {"eta": etas, "tail_t": A.tail[:n, :, 0], "period": periods}
-        return Result(self.name, dict(config), arrays, s, self.claims(s, config))
+        return arrays, s
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
-        default_scale = abs(config["scale"] - PAPER_SCALE) < 1e-15
+        default_scale = self.at_defaults(config, "scale")
         why = "" if default_scale else "spec numbers hold for scale 1.765 only"
         out = []
         th1, th2 = s["threshold_fixed"], s["threshold_period2"]
@@ -95,7 +94,7 @@ class Bifurcation(Experiment):
                          "one stable orbit = attractor",
                          f"{len(s['orbits'])} orbit(s), {len(stable)} stable; attractor period "
                          f"{s['orbit_attractor_period']}", bool(agree)))
-        is_paper = default_scale and k == 4 and abs(eta_k - 0.36) < 1e-12
+        is_paper = self.at_defaults(config, "scale", "period", "orbit_eta")
         pts = sorted(att)
         out.append(Claim("at eta = 0.36 the attractor has period 4", SRC, PERIOD4, [round(v, 5) for v in pts],
                          (s["orbit_attractor_period"] == 4 and len(pts) == 4
@@ -107,10 +106,6 @@ class Bifurcation(Experiment):
                          p == 0 if default_scale else None, why))
         return out
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.stability_plots import plot_bifurcation
-
-        return [plot_bifurcation(arrays, summary, outdir / "bifurcation.png")]
 
 
 EXPERIMENT = Bifurcation()

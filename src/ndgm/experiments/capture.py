@@ -14,18 +14,15 @@ from 1 towards 1.75, then decays monotonically at rate ``1 - eta * 0.1``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from scipy.linalg import hadamard
 
 from ..analysis.oscillation import detect_two_bands, monotone_after
-from ..device import resolve_device, resolve_dtype
 from ..dynamics import DecayOnIncrease, GD, run_trajectory
 from ..errors import NdgmError
 from ..problems import Quadratic, ReLURegression
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 PAPER_LOSS = 4461.786221675728
 TAIL = 1000
@@ -77,6 +74,7 @@ class Capture(Experiment):
     )
     # The printed number is a CPU float64 bit pattern; another device is one flag away.
     overrides = {"device": "cpu"}
+    figures = ("capture.png", "quadratic_contrast.png")
 
     def validate(self, config):
         if config["decay"] >= 1:
@@ -84,8 +82,8 @@ class Capture(Experiment):
         if config["quad_lr"] >= 2 / 3.0:
             raise NdgmError(f"--quad-lr must be < 2/lambda_max(A) = 0.6667, got {config['quad_lr']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
         X, y, w0 = capture_data(config["n"], config["d"], config["seed"], dtype, device)
         problem = ReLURegression(X, y, l1=config["l1"], l2=config["l2"])
         T = config["iterations"]
@@ -126,7 +124,7 @@ class Capture(Experiment):
         }
         arrays = {"loss": loss, "l1": l1, "linf": traj.linf[:, 0], "lr": traj.lr[:, 0],
                   "tail_weights": W_tail, "quad_l1": q_l1, "quad_loss": qtraj.loss[:, 0]}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary, config))
+        return arrays, summary
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
         src = "paper Fig. 1 / A.1.3"
@@ -156,12 +154,6 @@ class Capture(Experiment):
                   "an index k* < iterations", s["quad_monotone_after"], s["quad_monotone_after"] is not None,
                   "strictly decreasing from k* on"),
         ]
-
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.plots import plot_capture, plot_quadratic_contrast
-
-        return [plot_capture(arrays, summary, outdir / "capture.png"),
-                plot_quadratic_contrast(arrays, summary, outdir / "quadratic_contrast.png")]
 
 
 EXPERIMENT = Capture()

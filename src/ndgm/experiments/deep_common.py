@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 from ..data.images import ImageData, load_images
-from ..errors import NdgmError
 from .base import Param
 
-__all__ = ["parse_list", "common_deep_params", "load_data"]
-
-
-def parse_list(name: str, text: str) -> list[str]:
-    """``'a, b,c'`` -> ``['a', 'b', 'c']`` (lower case); an empty list is an `NdgmError`."""
-    items = [t.strip().lower() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise NdgmError(f"--{name.replace('_', '-')} must list at least one entry, got {text!r}")
-    return items
+__all__ = ["common_deep_params", "load_data"]
 
 
 def common_deep_params(train_size_quick: int | None, val_size_quick: int | None) -> tuple[Param, ...]:

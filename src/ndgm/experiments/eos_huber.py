@@ -22,17 +22,14 @@ is checked too. Sharpness along the run: the Huber Hessian is ``X^T D_k X`` with
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from ..analysis.rates import LeastSquares, subgradient_best_gap_bound
-from ..device import resolve_device, resolve_dtype
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
 from ..problems import HuberRegression
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 SOURCE = "paper section 5, Prop. 5.1 / Fig. 4"
 QUAD_MAX_ITERATIONS = 200_000
@@ -94,6 +91,7 @@ class EoSHuber(Experiment):
         Param("seed", 0, "int", "seed of the data", minimum=0),
     )
     overrides = {"device": "cpu"}
+    figures = ("eos_huber.png",)
 
     def validate(self, config):
         if config["d"] <= config["n"]:
@@ -103,8 +101,8 @@ class EoSHuber(Experiment):
         if config["eta_hi"] <= 1:
             raise NdgmError(f"--eta-hi must be > 1 (a step size above 2/lambda_max), got {config['eta_hi']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
         n, d, delta, T = config["n"], config["d"], config["delta"], config["iterations"]
         X, y = huber_data(n, d, config["seed"], dtype, device)
         huber = HuberRegression(X, y, delta)
@@ -163,9 +161,9 @@ class EoSHuber(Experiment):
         arrays = {"huber_loss": htraj.loss, "quad_loss": qtraj.loss, "sharpness": sharp, "grad_sq": grad_sq,
                   "etas": etas, "eta_factors": factors,
                   "huber_diverged_at": htraj.diverged_at, "quad_diverged_at": qtraj.diverged_at}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+        return arrays, summary
 
-    def claims(self, s: dict) -> list[Claim]:
+    def claims(self, s: dict, config: dict) -> list[Claim]:
         fac = np.asarray(s["eta_factors"])
         hdiv = np.asarray(s["huber_diverged_at"])
         qdiv = np.asarray(s["quad_diverged_at"])
@@ -209,10 +207,6 @@ class EoSHuber(Experiment):
                   f"c = {fmt(fac[below])}"),
         ]
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.curvature_plots import plot_eos_huber
-
-        return [plot_eos_huber(arrays, summary, outdir / "eos_huber.png")]
 
 
 EXPERIMENT = EoSHuber()

@@ -12,15 +12,13 @@ Also the saddle-avoidance check of section 5 on ``f = 1/2 sum a_i x_i^2`` with a
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from ..analysis.gdmap import exceptional_step_sizes, saddle_avoidance, singularity_probe
 from ..errors import NdgmError
 from ..toys import Quartic1D
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.2 (paper Fig. 1)"
 SADDLE_A = (2.0, 0.5, -1.0)
@@ -44,12 +42,13 @@ class GDMap1D(Experiment):
     )
     fixed = {"dtype": "float64", "device": "cpu"}
     fixed_reason = "the map facts are exact in float64"
+    figures = ("gdmap_1d.png",)
 
     def validate(self, config):
         if config["t_max"] <= 2:
             raise NdgmError(f"--t-max must be > 2 (starts lie on 2 < |t| <= t_max), got {config['t_max']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
+    def compute(self, config: dict, ctx: Context):
         q = Quartic1D()
         n, T = config["starts"], config["iterations"]
         pos = torch.linspace(2, config["t_max"], n + 1, dtype=torch.float64)[1:]  # open at 2
@@ -101,7 +100,7 @@ class GDMap1D(Experiment):
                 orbit.append(w)
             arrays[f"cobweb_{key}"] = torch.stack(orbit).numpy()
         arrays["etas"] = np.array([etas["singular"], etas["cycle"], etas["converge"]])
-        return Result(self.name, dict(config), arrays, s, self.claims(s, config))
+        return arrays, s
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
         eta_s, eta_c, eta_v = config["eta_singular"], config["eta_cycle"], config["eta_converge"]
@@ -139,10 +138,6 @@ class GDMap1D(Experiment):
                   f"singular steps {sad['singular_steps']}"),
         ]
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.stability_plots import plot_gdmap_1d
-
-        return [plot_gdmap_1d(arrays, summary, outdir / "gdmap_1d.png")]
 
 
 EXPERIMENT = GDMap1D()

@@ -39,13 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.sparsity import exact_zero_fraction, small_fraction
-from ..device import resolve_device, resolve_dtype, torch_threads
 from ..errors import NdgmError
 from ..nets import count_parameters
 from ..nets.vgg import VGG_CONFIGS, SmallVGG, load_vgg16_weights, replace_head
 from ..training import NDGM, PROX, checkpoint_folder, make_optimizer, seeded, train
-from .base import Claim, Experiment, Param, Result
-from .deep_common import common_deep_params, load_data, parse_list
+from .base import Claim, Context, Experiment, Param
+from .deep_common import common_deep_params, load_data
 
 # Paper Table 2: percent of parameters below 1e-5, (lam=0.002, alt), (lam=2, alt).
 PAPER_TABLE2 = {"sgd": ((90.13, 91.34), (0.18, 0.18)), "rmsprop": ((0.02, 1.00), (2.61, 2.67)),
@@ -53,21 +52,6 @@ PAPER_TABLE2 = {"sgd": ((90.13, 91.34), (0.18, 0.18)), "rmsprop": ((0.02, 1.00),
 # "Fewer" / "more" small weights must differ by this factor: the paper's Table 2 ratios are
 # 30x-500x (SGD, Adam) and 2.6x-130x (RMSProp); seed noise alone gives a few percent.
 MARGIN = 2.0
-
-
-def parse_floats(name: str, text: str) -> list[float]:
-    out = []
-    for t in parse_list(name, text):
-        try:
-            v = float(t)
-        except ValueError:
-            raise NdgmError(f"--{name.replace('_', '-')}: {t!r} is not a number") from None
-        if not v > 0 or not np.isfinite(v):
-            raise NdgmError(f"--{name.replace('_', '-')}: {t!r} must be a finite number > 0")
-        out.append(v)
-    if len(set(out)) != len(out):
-        raise NdgmError(f"--{name.replace('_', '-')} must not repeat a value, got {text!r}")
-    return out
 
 
 class L1Deep(Experiment):
@@ -82,10 +66,10 @@ class L1Deep(Experiment):
               "empty = --arch from scratch"),
         Param("replace_head", False, "bool", "with --weights: replace the 1000-way head by a 10-way one "
               "(paper: kept)"),
-        Param("optimizers", "sgd,rmsprop,adam", "str", "NDGM optimizers (paper: sgd,rmsprop,adam)"),
-        Param("prox_optimizers", "prox-sgd,prox-adam", "str", "proximal optimizers run at the same lam "
-              "('none' to skip)"),
-        Param("lams", "2,0.002", "str", "L1 weights lam (paper: 2,0.002)"),
+        Param("optimizers", NDGM, "strs", "NDGM optimizers (paper: sgd,rmsprop,adam)", choices=NDGM),
+        Param("prox_optimizers", PROX, "strs", "proximal optimizers run at the same lam ('none' to skip)",
+              choices=PROX, minimum=0),
+        Param("lams", (2.0, 0.002), "floats", "L1 weights lam (paper: 2,0.002)", distinct=True),
         Param("lr", 0.003, "pos", "constant learning rate (paper: 0.003)"),
         Param("epochs", 25, "int", "epochs per run (paper: 200 in the text, 25 in the code)", quick=10),
         Param("batch_size", 512, "int", "minibatch size, 0 = full batch (paper: 512)", minimum=0, quick=8),
@@ -98,25 +82,16 @@ class L1Deep(Experiment):
         *common_deep_params(train_size_quick=256, val_size_quick=100),
     )
     overrides = {"dtype": "float32"}
+    threads = "threads"
+    figures = ("l1_deep.png", "table2.md")
 
     def validate(self, config):
-        opts = parse_list("optimizers", config["optimizers"])
-        bad = [o for o in opts if o not in NDGM]
-        if bad:
-            raise NdgmError(f"--optimizers: unknown {bad[0]!r}; choose from {', '.join(NDGM)}")
-        prox = self._prox(config)
-        bad = [o for o in prox if o not in PROX]
-        if bad:
-            raise NdgmError(f"--prox-optimizers: unknown {bad[0]!r}; choose from {', '.join(PROX)} or none")
-        parse_floats("lams", config["lams"])
+        if len({_key("", lam) for lam in config["lams"]}) != len(config["lams"]):
+            raise NdgmError(f"--lams must differ in their first 6 significant digits (the summary's keys), "
+                            f"got {','.join(map(repr, config['lams']))}")
         if config["weights"] and not Path(config["weights"]).is_file():
             raise NdgmError(f"--weights {config['weights']!r}: no such file (expected a torchvision VGG16 "
                             "state dict saved with torch.save)")
-
-    @staticmethod
-    def _prox(config) -> list[str]:
-        text = str(config["prox_optimizers"]).strip().lower()
-        return [] if text in ("", "none") else parse_list("prox_optimizers", text)
 
     def _builder(self, config, num_classes, device, dtype):
         if config["weights"]:
@@ -132,16 +107,12 @@ class L1Deep(Experiment):
                 return seeded(seed, lambda: SmallVGG(config["arch"], "relu", False, num_classes)).to(device, dtype)
         return build
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        with torch_threads(config["threads"]):
-            return self._run(config, progress)
-
-    def _run(self, config: dict, progress: bool) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
-        ndgm_opts = parse_list("optimizers", config["optimizers"])
-        prox_opts = self._prox(config)
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
+        ndgm_opts = config["optimizers"]
+        prox_opts = config["prox_optimizers"]
         opts = ndgm_opts + prox_opts
-        lams = parse_floats("lams", config["lams"])
+        lams = config["lams"]
         seeds = [config["seed"] + s for s in range(config["n_seeds"])]
         data = load_data(config, normalisation="half").to(device)
         build = self._builder(config, data.num_classes, device, dtype)
@@ -181,28 +152,31 @@ class L1Deep(Experiment):
                     arrays["zero_pct"][idx] = 100.0 * exact_zero_fraction(model)
                     arrays["final_val_acc"][idx] = hist.val_acc[-1]
         shutil.rmtree(folder, ignore_errors=True)
+        def per_seed(values: np.ndarray) -> dict[str, list[float]]:  # (optimizer, lam, seed) -> by key
+            return {_key(o, lam): [float(v) for v in values[oi, li]]
+                    for oi, o in enumerate(opts) for li, lam in enumerate(lams)}
+
         summary = {"optimizers": opts, "lams": lams, "seeds": seeds, "lr": config["lr"], "data": data.name,
                    "n_train": data.n_train, "n_params": count_parameters(model), "prox_requested": prox_opts,
-                   "small_pct": {f"{o}/lam={lam:g}": [float(v) for v in arrays["small_pct"][oi, li]]
-                                 for oi, o in enumerate(opts) for li, lam in enumerate(lams)},
-                   "zero_pct": {f"{o}/lam={lam:g}": [float(v) for v in arrays["zero_pct"][oi, li]]
-                                for oi, o in enumerate(opts) for li, lam in enumerate(lams)},
-                   "val_acc": {f"{o}/lam={lam:g}": [float(v) for v in arrays["final_val_acc"][oi, li]]
-                               for oi, o in enumerate(opts) for li, lam in enumerate(lams)}}
-        from ..report.deep_plots import table2_markdown
+                   "small_pct": per_seed(arrays["small_pct"]), "zero_pct": per_seed(arrays["zero_pct"]),
+                   "val_acc": per_seed(arrays["final_val_acc"]),
+                   # epoch 1's loss and cross-entropy, for the claims' note on Adam / RMSProp
+                   "epoch1_train_loss": per_seed(arrays["train_loss"][..., 0]),
+                   "epoch1_train_ce": per_seed(arrays["train_ce"][..., 0])}
+        from ..figures.tables import table2_markdown
 
         summary["table2"] = table2_markdown(summary, arrays["small_pct"])
-        return Result(self.name, dict(config), arrays, summary, self.claims(arrays, summary, config))
+        return arrays, summary
 
-    def claims(self, arrays: dict, s: dict, config: dict) -> list[Claim]:
+    def claims(self, s: dict, config: dict) -> list[Claim]:
         src = "paper Table 2 / Fig. 3"
         opts, lams = s["optimizers"], s["lams"]
         out: list[Claim] = []
         if len(lams) < 2:
             return [Claim("comparisons across lam", src, "-", "-", None, "needs two or more --lams")]
         hi, lo = int(np.argmax(lams)), int(np.argmin(lams))
-        small, zero, acc = arrays["small_pct"], arrays["zero_pct"], arrays["final_val_acc"]
-        scale_note = self._scale_note(arrays, opts, lams, lo, config)
+        small, zero, acc = (_grid(s, k) for k in ("small_pct", "zero_pct", "val_acc"))
+        scale_note = self._scale_note(s, opts, lams, lo, config)
         for name in ("sgd", "adam"):
             if name not in opts:
                 continue
@@ -244,31 +218,33 @@ class L1Deep(Experiment):
         return out
 
     @staticmethod
-    def _scale_note(arrays: dict, opts: list, lams: list, lo: int, config: dict) -> str:
+    def _scale_note(s: dict, opts: list, lams: list, lo: int, config: dict) -> str:
         """Why Adam / RMSProp may not separate the lams: their step ``lr * m / sqrt(v)`` is
         unchanged when the gradient is multiplied by a constant (``eps`` aside), so with fresh
         state and the L1 term dominating at both lams the runs differ only through CE. Reports
-        ``lam_min * ||theta||_1`` against CE after the first epoch (of the first NDGM run)."""
-        if "train_ce" not in arrays or config.get("leak_optimizer_state"):
+        ``lam_min * ||theta||_1`` against CE after the first epoch (mean over the NDGM runs)."""
+        if "epoch1_train_ce" not in s or config.get("leak_optimizer_state"):
             return ""
         ndgm = [i for i, o in enumerate(opts) if o not in PROX]
         if not ndgm:
             return ""
-        ce = float(np.nanmean(np.asarray(arrays["train_ce"])[ndgm, lo, :, 0]))
-        pen = float(np.nanmean(np.asarray(arrays["train_loss"])[ndgm, lo, :, 0])) - ce
+        ce = float(np.nanmean(_grid(s, "epoch1_train_ce")[ndgm, lo]))
+        pen = float(np.nanmean(_grid(s, "epoch1_train_loss")[ndgm, lo])) - ce
         return (f"; fresh state: Adam/RMSProp steps are invariant to scaling the gradient, so where the L1 term "
                 f"dominates at both lams they cannot separate them (epoch 1 at lam={lams[lo]:g}: "
                 f"penalty {pen:.3g} vs CE {ce:.3g}); the paper's run differs in both respects (pretrained "
                 "138M-parameter VGG16, optimizer state reused across lams: --leak-optimizer-state true)")
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.deep_plots import plot_l1_deep, table2_markdown
 
-        table = outdir / "table2.md"
-        table.write_text("# Table 2 layout\n\n" + table2_markdown(summary, np.asarray(arrays["small_pct"])) + "\n\n"
-                         + table2_markdown(summary, np.asarray(arrays["zero_pct"]), "percent of parameters exactly 0.0")
-                         + "\n")
-        return [plot_l1_deep(arrays, summary, outdir / "l1_deep.png"), table]
+
+def _key(optimizer: str, lam: float) -> str:
+    """The summary's key of one (optimizer, lam) cell."""
+    return f"{optimizer}/lam={lam:g}"
+
+
+def _grid(s: dict, key: str) -> np.ndarray:
+    """``s[key]`` (per-seed lists by `_key`) as an array (optimizer, lam, seed)."""
+    return np.array([[s[key][_key(o, lam)] for lam in s["lams"]] for o in s["optimizers"]], dtype=np.float64)
 
 
 def _pct(xs) -> str:

@@ -15,13 +15,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from ..data.tabular import load_diabetes_standardised
-from ..device import resolve_device, resolve_dtype, torch_threads
 from ..dynamics import GD, run_trajectory
 from ..dynamics.rules import make_rule
 from ..errors import NdgmError
@@ -29,8 +26,7 @@ from ..problems import Lasso
 from ..sparse.estimator import L1Regression
 from ..sparse.optim import RDA, ProxAdam, ProxSGD, fit_grouped
 from ..sparse.solvers import LassoObjective, fista
-from .base import Claim, Experiment, Param, Result
-from .lasso_toy import parse_float_list
+from .base import Claim, Context, Experiment, Param
 
 
 def uniform_lasso_data(n: int, d: int, seed: int, dtype=torch.float64, device="cpu"):
@@ -71,6 +67,8 @@ class LassoGeneral(Experiment):
         Param("lam_pair", 1.0, "pos", "paper's pair: compare lam_pair with 1000 * lam_pair"),
     )
     overrides = {"device": "cpu"}
+    threads = 1  # tiny tensors: a thread pool only adds overhead
+    figures = ("lasso_general.png",)
 
     def validate(self, config):
         if config["lam_max"] < 1e4 * config["lam_min"] * (1 - 1e-12):
@@ -80,12 +78,8 @@ class LassoGeneral(Experiment):
         if config["lr"] >= two_over_L:
             raise NdgmError(f"--lr must be < 2/L = {two_over_L:.4g} for this data (L = 2 lambda_max(X^T X)), got {config['lr']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        with torch_threads(1):  # tiny tensors: a thread pool only adds overhead
-            return self._run(config, progress)
-
-    def _run(self, config: dict, progress: bool) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
         n, d, eta, T = config["n"], config["d"], config["lr"], config["iterations"]
         X, y, w0 = uniform_lasso_data(n, d, config["seed"], dtype, device)
         grid = np.logspace(np.log10(config["lam_min"]), np.log10(config["lam_max"]), config["grid"])
@@ -122,9 +116,9 @@ class LassoGeneral(Experiment):
                   "ndgm_support": (W_ndgm[:G] != 0).sum(1), "exact_support": (W_exact[:G] != 0).sum(1),
                   "ndgm_objective": ndgm_obj, "exact_objective": exact_obj,
                   "W_ndgm": W_ndgm, "W_exact": W_exact, "W_fista": W_fista, "l1_history": traj.l1}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+        return arrays, summary
 
-    def claims(self, s: dict) -> list[Claim]:
+    def claims(self, s: dict, config: dict) -> list[Claim]:
         from scipy.stats import spearmanr  # here, not at module level: the CLI imports every experiment
 
         src = "paper appendix B.2 (spec 3.3)"
@@ -156,10 +150,6 @@ class LassoGeneral(Experiment):
                   rel_fista <= 1e-8 and s["fista_exact_zeros"] == s["exact_zeros"]),
         ]
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.lasso_plots import plot_lasso_general
-
-        return [plot_lasso_general(arrays, summary, outdir / "lasso_general.png")]
 
 
 REAL_SRC = "issue 3 / spec 3.3-3.4 (scikit-learn diabetes)"
@@ -171,7 +161,8 @@ class LassoReal(Experiment):
     title = "Diabetes data: SGD/Adam/RMSProp find no zeros; Lasso and proximal methods find the exact ones"
     source = "spec 3.3-3.4 (scikit-learn diabetes, standardised)"
     params = (
-        Param("alphas", "0.01,0.05,0.2", "str", "penalties alpha (objective (1/2n)||y-Xw||^2 + alpha||w||_1)"),
+        Param("alphas", (0.01, 0.05, 0.2), "floats", "penalties alpha (objective (1/2n)||y-Xw||^2 + alpha||w||_1)",
+              item="nonneg"),
         Param("iterations", 20000, "int", "iterations of full-batch SGD / Adam / RMSProp (one batched run each)"),
         Param("sgd_lr", 0.0, "nonneg", "SGD step (0: 1/L, L = lambda_max(X^T X)/n)"),
         Param("adam_lr", 1e-3, "pos", "Adam and ProxAdam step"),
@@ -182,19 +173,14 @@ class LassoReal(Experiment):
         Param("acrda_lr", 0.0, "nonneg", "accelerated RDA's step 1/L (Xiao 2010 sec. 6; 0: 1/L, L = lambda_max(X^T X)/n)"),
     )
     overrides = {"device": "cpu"}
+    threads = 1
+    figures = ("lasso_real.png",)
 
-    def validate(self, config):
-        parse_float_list("--alphas", config["alphas"], allow_zero=True)
-
-    def run(self, config: dict, progress: bool = False) -> Result:
-        with torch_threads(1):
-            return self._run(config, progress)
-
-    def _run(self, config: dict, progress: bool) -> Result:
+    def compute(self, config: dict, ctx: Context):
         from sklearn.linear_model import Lasso as SkLasso
 
-        dtype = resolve_dtype(config["dtype"])
-        alphas = parse_float_list("--alphas", config["alphas"], allow_zero=True)
+        dtype, progress = ctx.dtype, ctx.progress
+        alphas = config["alphas"]
         X, y = load_diabetes_standardised(dtype=dtype)
         Xn, yn = X.double().numpy(), y.double().numpy()
         n, d = X.shape
@@ -236,7 +222,7 @@ class LassoReal(Experiment):
         summary = {"alphas": alphas, "n": n, "d": d, "iterations": T, "prox_iterations": P, "lrs": lrs, "table": table,
                    "table_markdown": self.table_markdown(alphas, table)}
         arrays = {"alphas": np.asarray(alphas), **{f"coef_{k}": v for k, v in coefs.items()}}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+        return arrays, summary
 
     @staticmethod
     def table_markdown(alphas, table) -> str:
@@ -248,7 +234,7 @@ class LassoReal(Experiment):
                              f"{r['rel_gap'][k]:.3g} | {r['certificate'][k]:.3g} |")
         return "\n".join(lines)
 
-    def claims(self, s: dict) -> list[Claim]:
+    def claims(self, s: dict, config: dict) -> list[Claim]:
         t, alphas = s["table"], s["alphas"]
         out = []
         if all(a in PAPER_LASSO_ZEROS for a in alphas):
@@ -277,12 +263,7 @@ class LassoReal(Experiment):
                          gap <= 1e-4 and all(t["rda"]["same_support_as_lasso"])))
         return out
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.lasso_plots import plot_lasso_real
-
-        return [plot_lasso_real(arrays, summary, outdir / "lasso_real.png")]
 
 
 GENERAL = LassoGeneral()
 REAL = LassoReal()
-EXPERIMENTS = (GENERAL, REAL)

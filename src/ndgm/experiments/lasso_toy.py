@@ -15,54 +15,20 @@ Three experiments (paper section 3, appendix B; spec section 3.1-3.2):
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from ..analysis.lasso_theory import (subgradient_bound, subgradient_bound_limit, toy_limit, toy_loss_bound,
                                      toy_loss_bound_rmsprop)
 from ..analysis.sparsity import detect_period
-from ..device import resolve_device, resolve_dtype, torch_threads
 from ..dynamics import GD, run_trajectory
 from ..dynamics.rules import Adam, Momentum, RMSProp
 from ..errors import NdgmError
 from ..problems import ToyLasso
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 SRC_TOY = "paper Props B.1/B.2/B.11, spec 3.1"
 TAIL = 100
-
-
-def parse_float_list(flag: str, text: str, allow_zero: bool = False) -> list[float]:
-    """Parse the comma-separated penalties of option ``flag`` (``'--lams'``, ``'--alphas'``).
-
-    Parameters
-    ----------
-    flag : str
-        The option's name, as the error messages print it.
-    text : str
-        The option's value, e.g. ``'0.1,1,10'``; empty items are skipped.
-    allow_zero : bool
-        Accept 0 (finite numbers >= 0) instead of requiring finite numbers > 0.
-
-    Returns
-    -------
-    list of float
-
-    Raises
-    ------
-    NdgmError
-        If an item is not a number, the list is empty, or a value is out of range.
-    """
-    try:
-        vals = [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise NdgmError(f"{flag} must be a comma-separated list of numbers, got {text!r}") from None
-    in_range = (lambda v: v >= 0) if allow_zero else (lambda v: v > 0)
-    if not vals or any(not (in_range(v) and np.isfinite(v)) for v in vals):
-        raise NdgmError(f"{flag} must list finite numbers {'>=' if allow_zero else '>'} 0, got {text!r}")
-    return vals
 
 
 def _w0(d: int, seed: int, dtype, device) -> torch.Tensor:
@@ -77,25 +43,22 @@ class LassoToy(Experiment):
     params = (
         Param("d", 100, "int", "dimension d of w (paper: arbitrary)"),
         Param("lr", 0.01, "pos", "constant step size eta"),
-        Param("lams", "0.1,1,10,100", "str", "comma-separated penalties lam, one batched run"),
+        Param("lams", (0.1, 1.0, 10.0, 100.0), "floats", "comma-separated penalties lam, one batched run"),
         Param("iterations", 1200, "int", "NDGM iterations (>= |w0|/(eta lam) + 2 for the smallest lam)"),
     )
     overrides = {"device": "cpu"}
+    threads = 1  # tiny tensors: a thread pool only adds overhead
+    figures = ("lasso_toy.png",)
 
     def validate(self, config):
-        lams = parse_float_list("--lams", config["lams"])
-        need = int(np.ceil(1.0 / (config["lr"] * min(lams)))) + TAIL
+        need = int(np.ceil(1.0 / (config["lr"] * min(config["lams"])))) + TAIL
         if config["iterations"] < need:
             raise NdgmError(f"--iterations must be >= {need} so that every coordinate reaches its 2-cycle "
                             f"(1/(eta*min lam) + {TAIL}), got {config['iterations']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        with torch_threads(1):  # tiny tensors: a thread pool only adds overhead
-            return self._run(config, progress)
-
-    def _run(self, config: dict, progress: bool) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
-        lams = parse_float_list("--lams", config["lams"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
+        lams = config["lams"]
         d, eta, T = config["d"], config["lr"], config["iterations"]
         K = len(lams)
         w0 = _w0(d, config["seed"], dtype, device)
@@ -150,9 +113,9 @@ class LassoToy(Experiment):
         }
         arrays = {"loss": loss, "l1": traj.l1, "tail_weights": W_tail, "w0": w0n, "sg_bound": sg_bound,
                   "lams": np.asarray(lams)}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+        return arrays, summary
 
-    def claims(self, s: dict) -> list[Claim]:
+    def claims(self, s: dict, config: dict) -> list[Claim]:
         ok_err = all(e <= a for e, a in zip(s["max_abs_error_vs_closed_form"], s["rounding_allowance"]))
         ok_bound = all(m <= b for m, b in zip(s["tail_loss_max"], s["loss_bound_B11"]))
         ok_pair = all(abs(m - e) <= 1e-9 * e for m, e in zip(s["l1_sum_of_two_states"], s["l1_sum_expected"]))
@@ -176,10 +139,6 @@ class LassoToy(Experiment):
                   f"eta = 2^-7, lam = 1, w0 = m * 2^-7 with integer m, {ic['iterations']} iterations"),
         ]
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.lasso_plots import plot_lasso_toy
-
-        return [plot_lasso_toy(arrays, summary, outdir / "lasso_toy.png")]
 
 
 class Lasso2D(Experiment):
@@ -195,13 +154,11 @@ class Lasso2D(Experiment):
         Param("iterations", 200, "int", "iterations per phase (>= 52 for eta = 0.01, lam = 1)"),
     )
     overrides = {"device": "cpu"}
+    threads = 1
+    figures = ("lasso_2d.png",)
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        with torch_threads(1):
-            return self._run(config, progress)
-
-    def _run(self, config: dict, progress: bool) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device = ctx.dtype, ctx.device
         lams = torch.tensor([config["lam_small"], config["lam_large"]], dtype=dtype, device=device)
         W0 = torch.full((2, 2), config["w0"], dtype=dtype, device=device)
         T = config["iterations"]
@@ -224,11 +181,11 @@ class Lasso2D(Experiment):
         summary["phase1_ratio"] = summary["phase1_large_tail_l1_min"] / summary["phase1_small_tail_l1_max"]
         arrays = {"l1": np.concatenate([tr1.l1, tr2.l1]), "w_path": w_path, "lams": lams.cpu().numpy(),
                   "phase_switch": np.asarray(T)}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary, config))
+        return arrays, summary
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
         src = "paper section 3 / spec 3.1"
-        paper = (config["w0"], config["lr"], config["lr2"], config["lam_small"], config["lam_large"]) == (0.4947, 0.01, 0.001, 1.0, 100.0)
+        paper = self.at_defaults(config, "w0", "lr", "lr2", "lam_small", "lam_large")
         def close(m, e):  # noqa: E306 - the printed values have four decimals
             return abs(m - e) <= 1e-9 if paper else None
         note = "" if paper else "not the paper's configuration: printed values not comparable"
@@ -245,10 +202,6 @@ class Lasso2D(Experiment):
                   close(s["phase2_large_tail_l1_min"], 0.0106), note),
         ]
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.lasso_plots import plot_lasso_2d
-
-        return [plot_lasso_2d(arrays, summary, config, outdir / "lasso_2d.png")]
 
 
 PAPER_TABLE1 = {  # paper Table 1: (a zero stays zero?, does lam change the final values?)
@@ -288,7 +241,8 @@ class LassoVariants(Experiment):
     params = (
         Param("d", 100, "int", "dimension d (spec: 100, so that d*eta = 1)"),
         Param("lr", 0.01, "pos", "step size eta (spec: 0.01)"),
-        Param("lams", "0.01,1,100", "str", "penalties lam (paper Fig. 6: 0.01 and 100)"),
+        Param("lams", (0.01, 1.0, 100.0), "floats", "penalties lam (paper Fig. 6: 0.01 and 100); two or more to compare",
+              minimum=2),
         Param("iterations", 20000, "int", "iterations (spec: 20000; NDGM needs >= 1/(eta*min lam) to reach its cycle)",
               quick=12000),
         Param("momentum", 0.9, "pos", "momentum factor mu"),
@@ -296,23 +250,18 @@ class LassoVariants(Experiment):
         Param("hit_after", 200, "int", "steps after the hit in the zero-hit test"),
     )
     overrides = {"device": "cpu"}
+    threads = 1
+    figures = ("lasso_variants.png",)
 
     def validate(self, config):
-        lams = parse_float_list("--lams", config["lams"])
         if config["momentum"] >= 1:
             raise NdgmError(f"--momentum must be < 1, got {config['momentum']}")
         if config["iterations"] <= TAIL:
             raise NdgmError(f"--iterations must be > {TAIL}, got {config['iterations']}")
-        if len(lams) < 2:
-            raise NdgmError("--lams needs at least two penalties to compare")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        with torch_threads(1):
-            return self._run(config, progress)
-
-    def _run(self, config: dict, progress: bool) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
-        lams = sorted(parse_float_list("--lams", config["lams"]))
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
+        lams = sorted(config["lams"])
         d, eta, T = config["d"], config["lr"], config["iterations"]
         K = len(lams)
         w0 = _w0(d, config["seed"], dtype, device)
@@ -350,7 +299,7 @@ class LassoVariants(Experiment):
                    "bound_ndgm": [toy_loss_bound(d, eta, lam) for lam in lams],
                    "bound_rmsprop": [toy_loss_bound_rmsprop(d, eta, lam) for lam in lams],
                    "table_markdown": self.table_markdown(table)}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+        return arrays, summary
 
     @staticmethod
     def table_markdown(table: list[dict]) -> str:
@@ -362,7 +311,7 @@ class LassoVariants(Experiment):
                          f"{r['lam_amplitude_ratio']:.4g} |")
         return "\n".join(lines)
 
-    def claims(self, s: dict) -> list[Claim]:
+    def claims(self, s: dict, config: dict) -> list[Claim]:
         src = "paper Table 1 (appendix B.3)"
         out = []
         for r in s["table"]:
@@ -391,13 +340,8 @@ class LassoVariants(Experiment):
                          "what the hardware did, not what the theorem says: exact-arithmetic proof vs rounding"))
         return out
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.lasso_plots import plot_lasso_variants
-
-        return [plot_lasso_variants(arrays, summary, outdir / "lasso_variants.png")]
 
 
 TOY = LassoToy()
 TWO_D = Lasso2D()
 VARIANTS = LassoVariants()
-EXPERIMENTS = (TOY, TWO_D, VARIANTS)

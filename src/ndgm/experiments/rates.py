@@ -19,8 +19,6 @@ reported, not forced to match 1 and 2.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -28,10 +26,9 @@ from ..analysis.rates import (
     LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_iterations_bound,
     subgradient_iterations_bound,
 )
-from ..device import resolve_device, resolve_dtype
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 SOURCE = "spec section 0 (rates the paper leans on)"
 
@@ -60,6 +57,7 @@ class Rates(Experiment):
         Param("seed", 0, "int", "seed of the data", minimum=0),
     )
     overrides = {"device": "cpu"}
+    figures = ("rates.png",)
 
     def validate(self, config):
         if config["n"] <= config["d"]:
@@ -67,8 +65,8 @@ class Rates(Experiment):
         if config["eps_lo"] >= config["eps_hi"]:
             raise NdgmError(f"--eps-lo must be < --eps-hi, got {config['eps_lo']} and {config['eps_hi']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
         X, y, w_star = rates_data(config["n"], config["d"], config["seed"], dtype, device)
         smooth, lad = LeastSquares(X, y), LeastAbsoluteDeviations(X, y)
         L, G = smooth.smoothness, lad.lipschitz
@@ -98,7 +96,7 @@ class Rates(Experiment):
         arrays = {"eps": eps, "counts_smooth": counts_smooth, "counts_nonsmooth": counts_nonsmooth,
                   "bound_smooth": bound_s, "bound_nonsmooth": bound_n,
                   "loss_smooth": straj.loss[:, 0], "loss_nonsmooth": ntraj.loss}
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary))
+        return arrays, summary
 
     @staticmethod
     def _within(counts, bounds, T) -> tuple[bool, float]:
@@ -109,7 +107,7 @@ class Rates(Experiment):
         ratio = float(np.max(counts[reached] / bounds[reached])) if reached.any() else float("nan")
         return ok, ratio
 
-    def claims(self, s: dict) -> list[Claim]:
+    def claims(self, s: dict, config: dict) -> list[Claim]:
         T = s["iterations"]
         ok_s, ratio_s = self._within(s["counts_smooth"], s["bound_smooth"], T)
         ok_n, ratio_n = self._within(s["counts_nonsmooth"], s["bound_nonsmooth"], T)
@@ -127,10 +125,6 @@ class Rates(Experiment):
                   f"{sn:.3f} vs {ss:.3f}", bool(sn > ss), "least-squares fit of log count on log(1/eps)"),
         ]
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.curvature_plots import plot_rates
-
-        return [plot_rates(arrays, summary, outdir / "rates.png")]
 
 
 EXPERIMENT = Rates()

@@ -10,15 +10,13 @@ compares fractions within binomial standard errors, not exact counts.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from ..analysis.stability import toy_lambda
 from ..errors import NdgmError
 from ..toys import PAPER_SCALE, TwoPointReLU
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (Monte Carlo, computed)"
 REFERENCE = {1.0: 0.0, 2.0: 16 / 20}
@@ -57,12 +55,13 @@ class SGDMonteCarlo(Experiment):
     )
     fixed = {"dtype": "float64", "device": "cpu"}
     fixed_reason = "per-step SGD on a 2-D toy, float64 on the CPU"
+    figures = ("sgd_montecarlo.png",)
 
     def validate(self, config):
         if not 0 <= config["p"] <= 1:
             raise NdgmError(f"--p must lie in [0, 1], got {config['p']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
+    def compute(self, config: dict, ctx: Context):
         toy = TwoPointReLU(config["scale"])
         K = config["runs"]
         gen = torch.Generator().manual_seed(int(config["seed"]))
@@ -81,11 +80,11 @@ class SGDMonteCarlo(Experiment):
                         "converged_t1": sorted(fin[conv[rows], 0].round(5).tolist())}
         arrays = {"starts": starts.numpy(), "final": final.numpy(), "dist": dist.numpy(),
                   "converged": conv, "record_every": np.array(RECORD_EVERY)}
-        return Result(self.name, dict(config), arrays, s, self.claims(s, config))
+        return arrays, s
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
         out = []
-        is_spec = (config["eta"], config["p"], config["scale"]) == (0.3, 0.58, PAPER_SCALE)
+        is_spec = self.at_defaults(config, "eta", "p", "scale")
         for label in ("unstable", "stable"):
             r = s[label]
             sign = "lambda > 0: none converge" if r["lambda"] > 0 else "lambda < 0: most converge"
@@ -103,10 +102,6 @@ class SGDMonteCarlo(Experiment):
                                  abs(r["fraction"] - ref) <= 3 * se, f"|difference| <= 3 x {se:.3f} (binomial)"))
         return out
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.stability_plots import plot_sgd_montecarlo
-
-        return [plot_sgd_montecarlo(arrays, summary, config, outdir / "sgd_montecarlo.png")]
 
 
 EXPERIMENT = SGDMonteCarlo()

@@ -16,8 +16,6 @@ every step counts the pre-activations that are exactly 0 -- where autodiff silen
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -25,10 +23,9 @@ from ..analysis.curvature import (
     ModelObjective, SharpnessTracker, count_kinks, cross_entropy_sum, lanczos, mse_sum, power_iteration,
 )
 from ..data.digits import load_digits_split
-from ..device import resolve_device, resolve_dtype
 from ..errors import NdgmError
 from ..nets.mlp import ACTIVATIONS, make_mlp
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 EOS_SOURCE = "edge of stability (Cohen et al. 2021; paper section 5)"
 
@@ -58,6 +55,7 @@ class Sharpness(Experiment):
         Param("seed", 0, "int", "seed of the split and the init", minimum=0),
     )
     overrides = {"device": "cpu"}
+    figures = ("sharpness.png",)
 
     def validate(self, config):
         dim = mlp_param_count(64, config["width"], config["depth"], 10)
@@ -70,8 +68,8 @@ class Sharpness(Experiment):
         if config["tol"] >= 1:
             raise NdgmError(f"--tol must be < 1, got {config['tol']}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
-        dtype, device = resolve_dtype(config["dtype"]), resolve_device(config["device"])
+    def compute(self, config: dict, ctx: Context):
+        dtype, device = ctx.dtype, ctx.device
         act, lr, steps = config["activation"], config["lr"], config["steps"]
         relu = act == "relu"
         data = load_digits_split(config["seed"], n_train=config["n_train"] or None, dtype=dtype, device=device)
@@ -155,7 +153,7 @@ class Sharpness(Experiment):
         arrays = {"loss": losses, **arr}
         for name, v in kinks.items():
             arrays[f"kinks_{name}"] = v
-        return Result(self.name, dict(config), arrays, summary, self.claims(summary, config))
+        return arrays, summary
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
         thr = s["threshold_2_over_eta"]
@@ -186,10 +184,6 @@ class Sharpness(Experiment):
                              "-", None, f"activation {s['activation']} has no kink"))
         return out
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.curvature_plots import plot_sharpness
-
-        return [plot_sharpness(arrays, summary, outdir / "sharpness.png")]
 
 
 EXPERIMENT = Sharpness()

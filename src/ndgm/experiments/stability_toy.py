@@ -12,8 +12,6 @@ the inclusion holds only inside a plotting window that hides them. Panel 2
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -21,7 +19,7 @@ from ..analysis.stability import (gd_mu, lyapunov_exact_1d, lyapunov_exponents, 
                                   toy_lambda, toy_mu)
 from ..errors import NdgmError
 from ..toys import PAPER_SCALE, TwoPointReLU
-from .base import Claim, Experiment, Param, Result
+from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (paper App. C)"
 TOL = 1e-4
@@ -92,13 +90,14 @@ class StabilityToy(Experiment):
     )
     fixed = {"dtype": "float64", "device": "cpu"}
     fixed_reason = "the spec numbers are checked to 1e-4 in float64"
+    figures = ("stability_sets.png", "toy_trajectories.png")
 
     def validate(self, config):
         for key in ("p1", "p2"):
             if not 0 <= config[key] <= 1:
                 raise NdgmError(f"--{key} must lie in [0, 1], got {config[key]}")
 
-    def run(self, config: dict, progress: bool = False) -> Result:
+    def compute(self, config: dict, ctx: Context):
         toy = TwoPointReLU(config["scale"])
         a = toy.sample_curvature
         abar_u = 0.5 * (a[0] + a[1])
@@ -159,12 +158,11 @@ class StabilityToy(Experiment):
         arrays["traj"] = traj[: min(len(traj), 400)]
         s["traj_end_0.25"] = traj[-1, 0].tolist()
         s["traj_last_two_0.325"] = [traj[-2, 1].tolist(), traj[-1, 1].tolist()]
-        return Result(self.name, dict(config), arrays, s, self.claims(s, config))
+        return arrays, s
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
         out = []
-        defaults = (config["eta1"], config["p1"], config["eta2"], config["p2"]) == (0.15, 0.5, 0.3, 0.58) \
-            and abs(config["scale"] - PAPER_SCALE) < 1e-15
+        defaults = self.at_defaults(config, "eta1", "p1", "eta2", "p2", "scale")
         why = "" if defaults else "spec numbers hold for the defaults (eta, p, scale = 1.765) only"
         for key, exp in EXPECTED_VALUES.items():
             m = s["values"][key]
@@ -215,11 +213,6 @@ class StabilityToy(Experiment):
                          SRC, [0.77152, 1.12978], [round(v, 5) for v in pts], ok if defaults else None, why))
         return out
 
-    def plot(self, arrays, summary, config, outdir: Path) -> list[Path]:
-        from ..report.stability_plots import plot_stability_sets, plot_toy_trajectories
-
-        return [plot_stability_sets(arrays, summary, outdir / "stability_sets.png"),
-                plot_toy_trajectories(arrays, summary, outdir / "toy_trajectories.png")]
 
 
 EXPERIMENT = StabilityToy()

@@ -1,4 +1,4 @@
-"""Report: claims tables and figures built from results or stored runs."""
+"""Report: claims tables and the HTML report, built from stored run folders only."""
 
 from .claims import claims_markdown, claims_table
 

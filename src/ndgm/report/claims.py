@@ -1,8 +1,14 @@
-"""Claims tables: plain text for the terminal, Markdown for pasting."""
+"""Claims tables: plain text for the terminal, Markdown for pasting.
+
+Both take ledger rows (``ndgm.claims.ledger_row``: ``experiment`` plus a `Claim`'s fields),
+as stored in ``claims.json`` or built from a run folder's ``result.json``.
+"""
 
 from __future__ import annotations
 
 from typing import Iterable
+
+from ..claims import verdict
 
 
 def _fmt(v) -> str:
@@ -15,7 +21,8 @@ def _fmt(v) -> str:
 
 
 def _verdict(c: dict) -> str:
-    return {True: "reproduced", False: "DIFFERS", None: "not run"}[c.get("passed")]
+    word = verdict(c.get("passed"))
+    return word.upper() if c.get("passed") is False else word  # a difference stands out in the table
 
 
 def _rows(claims: Iterable[dict]) -> list[list[str]]:
@@ -27,7 +34,7 @@ HEADER = ["experiment", "claim", "source", "expected", "measured", "verdict"]
 
 
 def claims_table(claims: Iterable[dict]) -> str:
-    """Fixed-width text table of claim dicts (``claim, source, expected, measured, passed``)."""
+    """Fixed-width text table of ledger rows (``experiment, claim, source, expected, measured, passed``)."""
     rows = _rows(claims)
     widths = [min(max(len(r[i]) for r in rows + [HEADER]), 60) for i in range(len(HEADER))]
 
@@ -38,7 +45,7 @@ def claims_table(claims: Iterable[dict]) -> str:
 
 
 def claims_markdown(claims: Iterable[dict]) -> str:
-    """Markdown table of claim dicts."""
+    """Markdown table of ledger rows."""
     rows = _rows(claims)
     esc = lambda s: s.replace("|", "\\|")  # noqa: E731
     out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]

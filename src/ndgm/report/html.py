@@ -1,19 +1,21 @@
 """The self-contained HTML report: the claims ledger first, then a section per experiment.
 
-Everything is rebuilt from run folders (``config.json``, ``result.json``, figures); the
-figures are embedded as base64 PNGs so the single file can be mailed or archived.
+Everything is rebuilt from run folders: the title, source and description the run stored
+in ``config.json`` (not today's text of the experiment, which this module never imports),
+``result.json`` and the files listed in ``figures.json``. Figures are embedded as base64
+PNGs and text artifacts (``table2.md``) as preformatted text, so the single file can be
+mailed or archived.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Iterable
 
+from ..claims import ledger_row, verdict
 from ..store import StoredRun, atomic_write, flatten_summary
 from .claims import _fmt
 
@@ -43,8 +45,8 @@ window.addEventListener('load', function () {
 
 
 def _verdict_cell(passed) -> str:
-    cls, text = {True: ("reproduced", "reproduced"), False: ("differs", "differs"), None: ("notrun", "not run")}[passed]
-    return f'<td class="{cls}">{text}</td>'
+    text = verdict(passed)
+    return f'<td class="{text.replace(" ", "")}">{text}</td>'
 
 
 def _claims_rows(claims: Iterable[dict], with_experiment: bool) -> str:
@@ -68,22 +70,21 @@ def _claims_table(claims: list[dict], with_experiment: bool, table_id: str = "")
             + _claims_rows(claims, with_experiment) + "</tbody></table>")
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
+def _artifact(path: Path) -> str:
+    """A PNG as an embedded image; any other file (``table2.md``) as preformatted text."""
+    name = html.escape(path.name)
+    if path.suffix.lower() == ".png":
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>'
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return f'<figure><pre class="doc">{html.escape(text)}</pre><figcaption>{name}</figcaption></figure>'
 
 
 def _section(run: StoredRun) -> str:
-    from ..experiments import EXPERIMENTS
-
-    exp = EXPERIMENTS.get(run.experiment)
-    title = exp.title if exp else run.experiment
-    source = exp.source if exp else ""
-    doc = (sys.modules[type(exp).__module__].__doc__ or "").strip() if exp else ""
+    title, source, doc = run.title, run.source, run.description
     cfg = run.config.get("config", {})
     claims = run.result.get("claims", [])
-    figs = json.loads((run.path / "figures.json").read_text()) if (run.path / "figures.json").is_file() else []
-    figs = [run.path / f for f in figs if (run.path / f).is_file()]
+    figs = [run.path / f for f in run.figures if (run.path / f).is_file()]
     numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{html.escape(_fmt(v))}</td></tr>' for k, v in flatten_summary(run.result.get("summary", {}), max_list=8))
     return f"""
 <section id="{html.escape(run.experiment)}">
@@ -95,9 +96,9 @@ def _section(run: StoredRun) -> str:
 torch {html.escape(str(run.config.get('versions', {}).get('torch')))}</p>
 <p>{html.escape(', '.join(f'{k}={v}' for k, v in cfg.items()))}</p>
 <h3>Claims</h3>
-{_claims_table([dict(c, experiment=run.experiment) for c in claims], with_experiment=False)}
+{_claims_table([ledger_row(run.experiment, c) for c in claims], with_experiment=False)}
 <h3>Figures</h3>
-{''.join(_img(f) for f in figs) or '<p class="meta">no figures</p>'}
+{''.join(_artifact(f) for f in figs) or '<p class="meta">no figures</p>'}
 <details><summary>Numbers ({len(numbers) and numbers.count('<tr>')} values)</summary><table><tbody>{numbers}</tbody></table></details>
 </section>"""
 

@@ -1,32 +1,24 @@
-"""Figures, each rebuilt from stored arrays (never by re-running an experiment)."""
+"""Figures of the capture experiment (paper Fig. 1 and its smooth contrast, Fig. 5)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.ticker import ScalarFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from . import figure
+from .common import plt, save
 
-DPI = 120
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+TAIL = 1000
 
 
-def plot_capture(arrays: dict, summary: dict, path: Path, tail: int = 1000) -> Path:
-    """Paper Fig. 1: loss and L1 norm over the last ``tail`` iterations, plus the step size."""
+@figure("capture.png")
+def plot_capture(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
+    """Paper Fig. 1: loss and L1 norm over the last 1000 iterations, plus the step size."""
     loss, l1, lr = arrays["loss"], arrays["l1"], arrays["lr"]
     T = loss.size
-    tail = min(tail, T)
+    tail = min(TAIL, T)
     it = np.arange(T - tail, T)
     fig, axes = plt.subplots(3, 1, figsize=(9, 9.5))
     ax = axes[0]
@@ -61,10 +53,11 @@ def plot_capture(arrays: dict, summary: dict, path: Path, tail: int = 1000) -> P
     ax = axes[2]
     ax.semilogy(np.arange(T), lr, color="tab:green")
     ax.set(title="Step size (x0.9 whenever the loss rose)", xlabel="iteration", ylabel="eta")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_quadratic_contrast(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("quadratic_contrast.png")
+def plot_quadratic_contrast(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 5: GD on a convex quadratic; the 1-norm rises, then decays monotonically."""
     q = arrays["quad_l1"]
     k = summary.get("quad_monotone_after")
@@ -79,34 +72,4 @@ def plot_quadratic_contrast(arrays: dict, summary: dict, path: Path) -> Path:
     axes[0].set_title(f"First {min(40, q.size)} iterations: the 1-norm rises")
     axes[1].set_title("Whole run: then decays monotonically")
     fig.suptitle(f"GD on 1/2 w^T A w, lambda_max(A) = {summary.get('quad_lambda_max', float('nan')):.3g}")
-    return _save(fig, path)
-
-
-def plot_compare(runs: list, path: Path, max_panels: int = 4) -> Path:
-    """Overlay the 1-D series that every run of one experiment stored (``ndgm compare``).
-
-    Each run is labelled by the config values in which the runs differ.
-    """
-    arrays = [r.arrays() for r in runs]
-    common = [k for k, v in arrays[0].items() if v.ndim == 1 and v.size > 1 and all(k in a and a[k].ndim == 1 for a in arrays)]
-    common.sort(key=lambda k: (k != "loss", k))
-    common = common[:max_panels]
-    if not common:
-        common_2d = [k for k, v in arrays[0].items() if v.ndim == 2 and all(k in a for a in arrays)]
-        common = common_2d[:1]
-    cfgs = [r.config.get("config", {}) for r in runs]
-    differ = [k for k in cfgs[0] if any(c.get(k) != cfgs[0].get(k) for c in cfgs)]
-    labels = [", ".join(f"{k}={c.get(k)}" for k in differ) or r.run_id for r, c in zip(runs, cfgs)]
-    fig, axes = plt.subplots(len(common), 1, figsize=(9, 3.2 * max(1, len(common))), squeeze=False)
-    for ax, key in zip(axes[:, 0], common):
-        for a, label in zip(arrays, labels):
-            y = a[key] if a[key].ndim == 1 else a[key][:, 0]
-            ax.plot(np.arange(y.size), y, lw=1.2, label=label)
-        finite = np.concatenate([np.asarray(a[key], dtype=float).ravel() for a in arrays])
-        finite = finite[np.isfinite(finite)]
-        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 1e3:
-            ax.set_yscale("log")
-        ax.set(title=key, xlabel="index (iteration)", ylabel=key)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{runs[0].experiment}: {len(runs)} runs")
-    return _save(fig, path)
+    return save(fig, path)

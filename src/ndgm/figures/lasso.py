@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .plots import _save  # noqa: E402
+from . import figure
+from .common import plt, save
 
 
-def plot_lasso_toy(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("lasso_toy.png")
+def plot_lasso_toy(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Tail L1 norms against the closed-form 2-cycle levels; tail loss against d*eta*lam^2."""
     lams = np.asarray(arrays["lams"])
     l1 = np.asarray(arrays["l1"])
@@ -38,9 +36,10 @@ def plot_lasso_toy(arrays: dict, summary: dict, path: Path) -> Path:
     ax.set(title=f"Final loss grows with lam^2 (d = {summary['d']}, eta = {summary['lr']:g})",
            xlabel="penalty lam", ylabel="loss lam*||w||_1")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
+@figure("lasso_2d.png")
 def plot_lasso_2d(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """The 2-D example: L1 norm for lam small and large, before and after the step reduction."""
     l1 = np.asarray(arrays["l1"])
@@ -65,10 +64,11 @@ def plot_lasso_2d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
         ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.4f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(4), labels, fontsize=8)
     ax.set(title="Tail L1 norm: the larger penalty leaves the larger solution", ylabel="||w||_1 over the tail (log)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_lasso_variants(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("lasso_variants.png")
+def plot_lasso_variants(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 6: NDGM vs RMSProp loss over the last 100 iterations, small and large lam, with bounds."""
     lams = summary["lams"]
     picks = [0, len(lams) - 1]
@@ -96,10 +96,11 @@ def plot_lasso_variants(arrays: dict, summary: dict, path: Path) -> Path:
     z = summary["per_rule"]["rmsprop"]["final_exact_zeros"]
     ax.set_title(f"Table 1 by simulation\nfloat64 RMSProp exact zeros: {z} of {summary['d']}", fontsize=10)
     fig.suptitle(f"Toy LASSO variants, d = {summary['d']}, eta = {summary['lr']:g}, {T} iterations")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_lasso_general(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("lasso_general.png")
+def plot_lasso_general(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """NDGM's final L1 norm rising with lam where the exact solution's falls to 0; support sizes."""
     lams = np.asarray(arrays["lams"])
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
@@ -122,10 +123,11 @@ def plot_lasso_general(arrays: dict, summary: dict, path: Path) -> Path:
     ax.set(title="NDGM's relative objective gap", xlabel="penalty lam", ylabel="(F_ndgm - F*) / F* (log)")
     fig.suptitle(f"||Xw - y||^2 + lam||w||_1, X, y ~ U(-1,1), n = {summary['n']}, d = {summary['d']}, "
                  f"eta = {summary['lr']:g}, {summary['iterations']} iterations, {lams.size} penalties in one batched run")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_lasso_real(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("lasso_real.png")
+def plot_lasso_real(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """|coef_j| per method and alpha on a log scale; exact zeros drawn on a separate bottom row."""
     alphas = summary["alphas"]
     methods = [m for m in ("lasso", "sgd", "adam", "rmsprop", "fista", "proxsgd", "proxadam", "rda", "acrda")
@@ -145,4 +147,4 @@ def plot_lasso_real(arrays: dict, summary: dict, path: Path) -> Path:
         ax.set_ylim(floor / 10, 10)
         ax.set(title=f"alpha = {a:g}", ylabel="|coef_j| (log; x = exactly 0)")
     fig.suptitle("Diabetes (standardised, no intercept): coefficients by method; red x = exact zero")
-    return _save(fig, path)
+    return save(fig, path)

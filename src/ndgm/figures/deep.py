@@ -1,24 +1,22 @@
 """Figures and tables of the deep-network experiments, rebuilt from stored arrays.
 
 * `plot_activation_curves`: paper Fig. 2 -- one panel per (BatchNorm, depth), one line per
-  activation, a loss against epochs.
+  activation, a loss against epochs (``activations_train_loss.png``, ``activations_val_loss.png``).
 * `plot_activation_gaps`: the ReLU - GELU gap (mean over epochs) against depth, BN off/on.
 * `plot_l1_deep`: paper Fig. 3 -- L1 norm of the weights per epoch, one panel per optimizer,
   one line per (lam, seed); plus the percent of small and of exactly-zero parameters.
-* `table2_markdown`: paper Table 2's layout (percent of parameters with |theta| < 1e-5).
+* `write_table2`: ``table2.md``, paper Table 2's layout (`ndgm.figures.tables.table2_markdown`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .plots import _save  # noqa: E402
+from . import figure
+from .common import plt, save
+from .tables import table2_markdown
 
 NICE = {"relu": "ReLU", "gelu": "GELU"}
 LABELS = {"train_loss": "mean train loss", "val_loss": "validation loss", "val_acc": "validation accuracy"}
@@ -45,11 +43,28 @@ def plot_activation_curves(arrays: dict, summary: dict, key: str, path: Path) ->
     axes[0, -1].legend(fontsize=8, title="activation", title_fontsize=8)
     fig.suptitle(f"{LABELS.get(key, key).capitalize()} per epoch on {summary.get('data', '?')} "
                  f"({summary.get('n_train', '?')} training images), Adam, same seed per model")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_activation_gaps(summary: dict, config: dict, path: Path) -> Path:
-    """ReLU - GELU train-loss gap (mean over epochs) and epochs to target against depth."""
+@figure("activations_train_loss.png")
+def plot_activation_train_loss(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
+    """Paper Fig. 2: the train loss per epoch."""
+    return plot_activation_curves(arrays, summary, "train_loss", path)
+
+
+@figure("activations_val_loss.png")
+def plot_activation_val_loss(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
+    """The validation loss per epoch, laid out as Fig. 2."""
+    return plot_activation_curves(arrays, summary, "val_loss", path)
+
+
+@figure("activations_gap.png")
+def plot_activation_gaps(arrays: dict, summary: dict, config: dict, path: Path) -> Path | None:
+    """ReLU - GELU train-loss gap (mean over epochs) and epochs to target against depth
+    (None when the run did not train both ReLU and GELU)."""
+    if "gap_nobn" not in summary and "gap_bn" not in summary:
+        return None
+    target = summary.get("target_loss", config.get("target_loss"))
     depths = summary["depths"]
     x = np.arange(len(depths))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -74,27 +89,23 @@ def plot_activation_gaps(summary: dict, config: dict, path: Path) -> Path:
         ax.axhline(E + 1, color="k", ls="--", lw=0.8, label=f"not reached in {E} epochs")
         ax.set_ylim(0, (E + 1) * 1.45)  # room for the legend above the censoring line
     ax.set(xticks=x, xticklabels=[d.upper() for d in depths], xlabel="depth", ylabel="epochs",
-           title=f"Epochs to reach train loss {config.get('target_loss', '?')}")
+           title=f"Epochs to reach train loss {target:.3g}")
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def table2_markdown(summary: dict, percent: np.ndarray, what: str = "percent of parameters with |theta| < 1e-5") -> str:
-    """Paper Table 2's layout: rows optimizers, columns (lam ascending, seed) with "alt" for seeds > first."""
-    opts, lams, seeds = summary["optimizers"], summary["lams"], summary["seeds"]
-    order = np.argsort(lams)
-    cols = []
-    for li in order:
-        for si, _ in enumerate(seeds):
-            cols.append((li, si, f"lam={lams[li]:g}" + ("" if si == 0 else " alt" + ("" if si == 1 else str(si)))))
-    lines = [f"{what}", "", "| optimizer | " + " | ".join(c[2] for c in cols) + " |",
-             "|---|" + "---|" * len(cols)]
-    for oi, o in enumerate(opts):
-        lines.append(f"| {o} | " + " | ".join(f"{percent[oi, li, si]:.2f}" for li, si, _ in cols) + " |")
-    return "\n".join(lines)
+@figure("table2.md")
+def write_table2(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
+    """Paper Table 2's layout for the small and for the exactly-zero parameters (Markdown)."""
+    path = Path(path)
+    path.write_text("# Table 2 layout\n\n" + table2_markdown(summary, np.asarray(arrays["small_pct"])) + "\n\n"
+                    + table2_markdown(summary, np.asarray(arrays["zero_pct"]), "percent of parameters exactly 0.0")
+                    + "\n")
+    return path
 
 
-def plot_l1_deep(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("l1_deep.png")
+def plot_l1_deep(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 3: L1 norm per epoch per optimizer; bottom row: % small and % exactly zero."""
     l1 = np.asarray(arrays["l1"])  # (n_opt, n_lam, n_seed, epochs)
     small, zeros, acc = (np.asarray(arrays[k]) for k in ("small_pct", "zero_pct", "final_val_acc"))
@@ -138,4 +149,4 @@ def plot_l1_deep(arrays: dict, summary: dict, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"L1-penalised training, lr {summary.get('lr', '?')}: final val. accuracy "
                  + ", ".join(f"{o} {np.nanmean(acc[oi]):.2f}" for oi, o in enumerate(opts)), fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .plots import _save  # noqa: E402
+from . import figure
+from .common import plt, save
 
 __all__ = ["plot_eos_huber", "plot_rates", "plot_sharpness"]
 
@@ -20,7 +17,8 @@ def _pick(n: int, m: int = 4) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, min(m, n)).round().astype(int).tolist()))
 
 
-def plot_eos_huber(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("eos_huber.png")
+def plot_eos_huber(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 4: Huber loss and sharpness against iteration, ``2/eta`` lines; the quadratic diverges."""
     loss, quad, sharp = arrays["huber_loss"], arrays["quad_loss"], arrays["sharpness"]
     fac, etas = arrays["eta_factors"], arrays["etas"]
@@ -71,10 +69,11 @@ def plot_eos_huber(arrays: dict, summary: dict, path: Path) -> Path:
     ax.set(title=f"Best loss vs the subgradient bounds (T = {T})", xlabel="eta / (2/lambda_max)",
            ylabel="loss gap")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_rates(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("rates.png")
+def plot_rates(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Iterations to reach eps against 1/eps, measured and worst-case, log-log."""
     inv = 1 / arrays["eps"]
     cs, cn = arrays["counts_smooth"].astype(float), arrays["counts_nonsmooth"].astype(float)
@@ -102,10 +101,11 @@ def plot_rates(arrays: dict, summary: dict, path: Path) -> Path:
                   label=f"subgradient best so far, eps = {arrays['eps'][i]:.2g}")
     ax.set(title="Gap against iteration", xlabel="iteration + 1", ylabel="f - f* (floored at 1e-32)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_sharpness(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("sharpness.png")
+def plot_sharpness(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Training loss and tracked top Hessian eigenvalues against step, with the 2/eta line."""
     loss = arrays["loss"]
     steps, eigs = arrays["sharpness_steps"], arrays["sharpness_eigs"]
@@ -130,4 +130,4 @@ def plot_sharpness(arrays: dict, summary: dict, path: Path) -> Path:
         ax.set_ylim(-0.05 * top, 1.1 * top)
         ax.set(title="ReLU inputs exactly 0 per step", xlabel="GD step", ylabel="count")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .plots import _save  # noqa: E402
+from . import figure
+from .common import plt, save
 
 ORBIT_COLOURS = ("tab:red", "tab:blue", "tab:green")
 
@@ -25,7 +22,8 @@ def _cobweb(ax, orbit: np.ndarray, colour: str, label: str | None = None) -> Non
     ax.plot(orbit[0], orbit[0], "o", color=colour, ms=4)
 
 
-def plot_gdmap_1d(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("gdmap_1d.png")
+def plot_gdmap_1d(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 1: the loss and cobweb plots of G_eta for the three step sizes."""
     grid, loss = arrays["grid"], arrays["loss"]
     etas = arrays["etas"]
@@ -56,7 +54,7 @@ def plot_gdmap_1d(arrays: dict, summary: dict, path: Path) -> Path:
         ax.axhline(0, color="grey", lw=0.5)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("GD map of a C^1 loss: the step 1/2 collapses |t| > 2 onto the local maximum", fontsize=12)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _shade(ax, intervals, colour, y0, y1, label, alpha=0.3):
@@ -64,7 +62,8 @@ def _shade(ax, intervals, colour, y0, y1, label, alpha=0.3):
         ax.axvspan(a, b, ymin=y0, ymax=y1, color=colour, alpha=alpha, lw=0, label=label if i == 0 else None)
 
 
-def plot_stability_sets(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("stability_sets.png")
+def plot_stability_sets(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 4: mu(t1) and lambda(t1) on M with the GD- and SGD-stable sets shaded."""
     t1 = arrays["t1"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
@@ -89,10 +88,11 @@ def plot_stability_sets(arrays: dict, summary: dict, path: Path) -> Path:
     fig.suptitle("Stable minima of the two-point ReLU toy (symmetric under t1 -> 1/t1)"
                  + (f"\nleft: SGD-stable but not GD-stable on {ivs} -- 'proper subset' only inside a window"
                     if ivs else ""), fontsize=11)
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def plot_toy_trajectories(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("toy_trajectories.png")
+def plot_toy_trajectories(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 3 right: GD trajectories in the (t1, t2) plane with M = {t1 t2 = 1}."""
     traj = arrays["traj"]  # (T, 2 runs, 2)
     fig, ax = plt.subplots(figsize=(6.5, 6))
@@ -110,13 +110,14 @@ def plot_toy_trajectories(arrays: dict, summary: dict, path: Path) -> Path:
     ax.set(xlabel="t1", ylabel="t2", xlim=(lo, hi), ylim=(lo, hi),
            title=f"GD on the two-point ReLU toy (first {traj.shape[0]} steps)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 PERIOD_COLOURS = {1: "tab:blue", 2: "tab:green", 4: "tab:orange", 8: "tab:red", 16: "tab:purple"}
 
 
-def plot_bifurcation(arrays: dict, summary: dict, path: Path) -> Path:
+@figure("bifurcation.png")
+def plot_bifurcation(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 3 left: attractor points t (= t1 = t2) against eta, coloured by period."""
     eta, tail, period = arrays["eta"], arrays["tail_t"], arrays["period"]
     fig, ax = plt.subplots(figsize=(10, 6))
@@ -151,9 +152,10 @@ def plot_bifurcation(arrays: dict, summary: dict, path: Path) -> Path:
     ax.set(xlabel="step size eta", ylabel="attractor t (t1 = t2)",
            title="GD on the diagonal of the two-point ReLU toy: t -> t + 2 c eta t (1 - t^2)")
     ax.legend(fontsize=8, loc="lower left", markerscale=6)
-    return _save(fig, path)
+    return save(fig, path)
 
 
+@figure("sgd_montecarlo.png")
 def plot_sgd_montecarlo(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Distance to M over SGD steps for every run, and the final points in the (t1, t2) plane."""
     dist, conv = arrays["dist"], arrays["converged"].astype(bool)
@@ -184,4 +186,4 @@ def plot_sgd_montecarlo(arrays: dict, summary: dict, config: dict, path: Path) -
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
