@@ -9,7 +9,7 @@ from ndgm.analysis.gdmap import (exceptional_step_sizes, gd_map, hessian, jacobi
                                  saddle_avoidance, singularity_probe)
 from ndgm.errors import NdgmError
 from ndgm.problems import Quadratic, autograd_value_and_grad
-from ndgm.toys import Quartic1D, TwoPointReLU
+from ndgm.problems import Quartic1D, TwoPointReLU
 
 CASES = [relu_problem, lasso_problem, huber_problem, quadratic_problem, lambda: TwoPointReLU()]
 

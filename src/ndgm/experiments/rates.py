@@ -24,13 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..analysis.rates import (
-    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_iterations_bound,
-    subgradient_iterations_bound,
-)
+from ..analysis.rates import iterations_to_reach, loglog_slope, smooth_iterations_bound, subgradient_iterations_bound
 from ..device import resolve_device, resolve_dtype
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
+from ..problems import LeastAbsoluteDeviations, LeastSquares
 from .base import Claim, Experiment, Param, Result
 
 SOURCE = "spec section 0 (rates the paper leans on)"
