@@ -18,8 +18,9 @@ from ..device import torch_threads
 from ..dynamics import run_trajectory
 from ..dynamics.rules import make_rule
 from ..errors import NdgmError, check_int, check_nonnegative, check_positive
-from .optim import RDA, ProxAdam, ProxSGD, fit_grouped
-from .solvers import LassoObjective, fista, ista
+from ..problems import Lasso
+from .optim import RDA, AcceleratedRDA, ProxAdam, ProxSGD, fit_grouped
+from .solvers import fista, ista
 
 __all__ = ["L1Regression", "METHODS"]
 
@@ -41,7 +42,7 @@ class L1Regression:
         ``'ndgm'``/``'sgd'`` (full-batch subgradient descent), ``'momentum'``, ``'adam'``,
         ``'rmsprop'`` (differentiate ``alpha*|w|`` with ``sgn(0) = 0``, as autograd does),
         ``'ista'``, ``'fista'`` (backtracking), ``'proxsgd'``, ``'proxadam'``, ``'rda'`` (Xiao 2009,
-        O(1/sqrt t)), ``'acrda'`` (accelerated RDA, ``RDA(accelerated=True)``, O(L/t^2)).
+        O(1/sqrt t)), ``'acrda'`` (`AcceleratedRDA`, O(L/t^2)).
     alpha : float
         Penalty weight (>= 0), scikit-learn's scaling.
     lr : float, optional
@@ -105,12 +106,12 @@ class L1Regression:
     def _fit(self, X, y, alpha) -> "L1Regression":
         method = self.method.lower()
         family, default_lr = METHODS[method]
-        problem = LassoObjective(X, y, alpha)
+        problem = Lasso(X, y, alpha, scaling="mean")
         lr = float(self.lr) if self.lr is not None else (default_lr or 1.0 / problem.smoothness)
         d = X.shape[1]
         if family == "solver":
             solve = fista if method == "fista" else ista
-            res = solve(X, y, alpha, max_iter=self.max_iter, tol=self.tol)
+            res = solve(problem.datafit, problem.penalty, max_iter=self.max_iter, tol=self.tol)
             w = res.coef[0]
             self.n_iter_ = int(res.n_iter[0])
         elif family == "engine":
@@ -122,9 +123,8 @@ class L1Regression:
             w = torch.as_tensor(traj.final[0])
             self.n_iter_ = int(self.max_iter)
         else:
-            cls = {"proxsgd": ProxSGD, "proxadam": ProxAdam, "rda": RDA, "acrda": RDA}[method]
-            extra = {"accelerated": True} if method == "acrda" else {}
-            _, opt = fit_grouped(cls, X, y, [alpha], self.max_iter, lr=lr, **extra)
+            cls = {"proxsgd": ProxSGD, "proxadam": ProxAdam, "rda": RDA, "acrda": AcceleratedRDA}[method]
+            _, opt = fit_grouped(cls, X, y, [alpha], self.max_iter, lr=lr)
             # the optimizer's own weight, not fit_grouped's float64 copy: a float32 fit stays float32
             w = opt.param_groups[0]["params"][0].detach()
             self.n_iter_ = int(self.max_iter)
