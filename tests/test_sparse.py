@@ -317,6 +317,10 @@ def test_estimator_follows_sklearn_conventions(diabetes):
     for method in ("ista", "proxsgd", "acrda"):
         assert_matches_sklearn(X, y, 0.2, L1Regression(method=method, alpha=0.2, max_iter=3000).fit(X, y).coef_)
     assert np.all(L1Regression(method="fista", alpha=10.0).fit(X, y).coef_ == 0)  # alpha above alpha_max
+    # a registry alias is the same method
+    for alias, name in (("proxsgd", "prox-sgd"), ("ndgm", "sgd"), ("GD", "sgd")):
+        a, b = (L1Regression(method=m, alpha=0.2, max_iter=200).fit(X, y).coef_ for m in (alias, name))
+        assert np.array_equal(a, b), alias
 
 
 @pytest.mark.parametrize("kwargs,fit_args,needle", [

@@ -7,6 +7,8 @@ rule serves one run or a whole sweep. The arithmetic is written with the same te
 in the same order, as ``torch.optim.SGD``, ``RMSprop`` and ``Adam`` (single-tensor CPU path;
 their in-place kernels here out of place), so that in float64 a step is bit-identical to
 theirs on the same inputs; the tests check this.
+
+Rules are built by name through `ndgm.registry` (`make_rule`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import NdgmError
+from .. import registry
 
-__all__ = ["UpdateRule", "GD", "Momentum", "RMSProp", "Adam", "make_rule", "RULES"]
+__all__ = ["UpdateRule", "GD", "Momentum", "RMSProp", "Adam", "make_rule"]
 
 
 def _neg_col(lr: Tensor) -> Tensor:
@@ -116,13 +118,7 @@ class Adam(UpdateRule):
         return W.addcdiv(_neg_col(step_size) * m, denom), {"exp_avg": m, "exp_avg_sq": v}
 
 
-RULES = {"gd": GD, "sgd": GD, "ndgm": GD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
-
-
 def make_rule(name: str, **hyper) -> UpdateRule:
-    """Build an update rule by name (``gd``/``sgd``/``ndgm``, ``momentum``, ``rmsprop``, ``adam``)."""
-    try:
-        cls = RULES[name.lower()]
-    except KeyError:
-        raise NdgmError(f"unknown optimizer {name!r}; choose one of {', '.join(sorted(RULES))}") from None
-    return cls(**hyper)
+    """Build an update rule by its `ndgm.registry` name: ``sgd`` (aliases ``gd``, ``ndgm``),
+    ``momentum``, ``rmsprop``, ``adam``."""
+    return registry.get(name, has="rule").build_rule(**hyper)
