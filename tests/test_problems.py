@@ -73,6 +73,12 @@ def test_least_squares_keeps_each_scalings_arithmetic():
                                rtol=1e-14, atol=0)
     # one vector (d,): the mat-vec X w an optimizer closure differentiates, the same value
     torch.testing.assert_close(p.value(W[0]), p.value(W[:1])[0], rtol=1e-15, atol=0)
+    # numpy iterates are scored in numpy (what lasso-general's tables always computed), to rounding the same
+    Wn, Xn, yn = W.numpy(), X.numpy(), y.numpy()
+    r = Wn @ Xn.T - yn
+    lasso = Lasso(X, y, torch.tensor([0.1, 1.0, 3.0], dtype=torch.float64))
+    assert np.array_equal(lasso.value(Wn), (r**2).sum(1) + np.array([0.1, 1.0, 3.0]) * np.abs(Wn).sum(1))
+    np.testing.assert_allclose(lasso.value(Wn), lasso.value(W).numpy(), rtol=1e-14)
     with pytest.raises(NdgmError, match="scaling"):
         LeastSquares(X, y, scaling="avg")
     with pytest.raises(NdgmError, match="inconsistent"):

@@ -100,9 +100,7 @@ class LassoGeneral(Experiment):
         fis = solve_lasso(X.double().cpu(), y.double().cpu(), torch.tensor(lams / (2 * n)), tol=1e-11)
         W_fista = fis.coef.numpy()
 
-        def objective(W):
-            r = W @ Xn.T - yn
-            return (r**2).sum(1) + lams * np.abs(W).sum(1)
+        objective = Lasso(torch.as_tensor(Xn), torch.as_tensor(yn), lams).value  # float64, on the numpy iterates
 
         lam_crit = float(np.abs(2 * Xn.T @ yn).max())  # the smallest lam with exact solution 0
         G = len(grid)  # rows [:G] are the grid, rows [G:] the pair

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -119,7 +120,11 @@ class LeastSquares(_ConsistentRegression):
 
     def value(self, W: Tensor) -> Tensor:
         """Values ``(K,)`` for ``W (K, d)``; a single vector ``w (d,)`` gives a 0-d tensor through the
-        mat-vec ``X w`` (the form an optimizer's closure differentiates)."""
+        mat-vec ``X w`` (the form an optimizer's closure differentiates). A numpy ``W`` is evaluated in
+        numpy on the host (how the experiments score final iterates from several methods)."""
+        if isinstance(W, np.ndarray):
+            resid = W @ self.X.cpu().numpy().T - self.y.cpu().numpy()
+            return self.scale_value((resid**2).sum(-1))
         resid = (self.X @ W if W.ndim == 1 else W @ self.X.T) - self.y
         return self.scale_value(resid.pow(2).sum(-1))
 
