@@ -85,9 +85,9 @@ def main() -> None:
     print(f"trained {step} steps in {time.perf_counter() - t0:.1f}s; edge reached at step {reached}")
 
     # 2. Converged reference, and the top of the spectrum.
-    mv = obj.matvec(theta)
+    H = obj.hessian(theta)
     t0 = time.perf_counter()
-    ref = lanczos(mv, obj.dim, 5, tol=1e-11, max_iter=1500, seed=args.seed + 1)
+    ref = lanczos(H, k=5, tol=1e-11, max_iter=1500, seed=args.seed + 1)
     t_ref = time.perf_counter() - t0
     lam = float(ref.eigenvalues[0])
     print(f"reference: top-5 eigenvalues {np.array2string(ref.eigenvalues, precision=6)} "
@@ -96,10 +96,10 @@ def main() -> None:
 
     # 3. Lanczos to 1e-6 vs power iteration to 1e-3, from the same start vector.
     t0 = time.perf_counter()
-    lz = lanczos(mv, obj.dim, 1, tol=1e-9, max_iter=1500, seed=args.seed + 2)
+    lz = lanczos(H, k=1, tol=1e-9, max_iter=1500, seed=args.seed + 2)
     t_lz = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pw = power_iteration(mv, obj.dim, tol=1e-12, max_iter=args.power_max, seed=args.seed + 2)
+    pw = power_iteration(H, tol=1e-12, max_iter=args.power_max, seed=args.seed + 2)
     t_pw = time.perf_counter() - t0
     n_lz = first_within(lz.history, lam, 1e-6)
     n_pw = first_within(pw.history, lam, 1e-3)
@@ -117,7 +117,7 @@ def main() -> None:
     # 4. HVP time: ModelObjective vs a plain double backward on the module.
     obj.set_params(theta)
     v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(device)
-    v_parts = [t.view_as(p) for t, p in zip(v.split(obj.numels), model.parameters())]
+    v_parts = [t.view_as(p) for t, p in zip(v.split(obj.flattener.numels), model.parameters())]
     for f in (lambda: obj.hvp(v, theta), lambda: plain_hvp(model, data.X_train, data.Y_train, v_parts)):
         f()
     reps = 10

@@ -75,14 +75,16 @@ PROBLEMS = {
 def batch_points(problem, K=3, seed=5):
     """``K`` points ``(K, problem.dim)`` in float64.
 
-    The two-point ReLU toy's closed forms describe its network on the open positive quadrant
-    (elsewhere every unit is dead and the Hessian is 0): its points lie in ``(0.25, 1.75)^2``. The
-    quartic's points are spread over ``(-3.6, 3.6)``, on both sides of its C^2 break at ``|t| = 2``.
+    The two-point ReLU toy's closed forms describe its network on the open positive quadrant;
+    elsewhere every unit is dead and gradient and Hessian are 0: all its points but the last lie in
+    the quadrant (the last is wherever it falls, so the dead region is checked too). The quartic's
+    points are spread over ``(-3.6, 3.6)``, on both sides of its C^2 break at ``|t| = 2``.
     """
     g = torch.Generator().manual_seed(seed)
-    if isinstance(problem, TwoPointReLU):
-        return 0.25 + 1.5 * torch.rand(K, problem.dim, generator=g, dtype=torch.float64)
     if isinstance(problem, Quartic1D):
         jitter = 0.2 * torch.rand(K, 1, generator=g, dtype=torch.float64) - 0.1
         return torch.linspace(-3.5, 3.5, K, dtype=torch.float64)[:, None] + jitter
-    return torch.randn(K, problem.dim, generator=g, dtype=torch.float64)
+    W = torch.randn(K, problem.dim, generator=g, dtype=torch.float64)
+    if isinstance(problem, TwoPointReLU):
+        W[: max(K - 1, 1)] = W[: max(K - 1, 1)].abs()
+    return W

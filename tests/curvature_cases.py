@@ -1,7 +1,9 @@
 """One shared list of small curvature cases (curvlinops style): model, loss, data, dtype.
 
-Every curvature operator (HVP, chunked HVP, Lanczos, power iteration, problem HVPs) is
-checked against the dense float64 Hessian on each case. A new case tests them all.
+Every module curvature operator (Hessian products chunked or not, dense form, GD-map
+Jacobian, log-det, per-sample Hessians, Lanczos, power iteration) is checked against the
+dense float64 Hessian on each case, computed here independently of `ndgm.analysis.hessian`
+(`torch.func.hessian` of the plain loss, parameters split by hand). A new case tests them all.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ndgm.analysis.curvature import ModelObjective, cross_entropy_sum, mse_sum
 from ndgm.nets.mlp import make_mlp
@@ -55,3 +58,39 @@ CASES = [
     CurvatureCase("linear-huber", lambda: make_mlp(6, (), 1, seed=5, bias=False), huber_sum, 10, 6, 1, seed=4),
 ]
 CASE_IDS = [c.name for c in CASES]
+
+
+def _split(model):
+    names = [k for k, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+
+    def params(t):
+        return {k: v.view(s) for k, v, s in zip(names, t.split(sizes), shapes)}
+
+    return params, theta
+
+
+def reference_hessian(case):
+    """Dense ``(d, d)`` Hessian of the mean loss by `torch.func.hessian`, and the parameter vector."""
+    model = case.make_model()
+    X, Y = case.data()
+    params, theta = _split(model)
+
+    def loss(t):
+        return case.loss_fn(functional_call(model, params(t), (X,)), Y) / X.shape[0]
+
+    return torch.func.hessian(loss)(theta), theta
+
+
+def reference_per_sample_hessians(case):
+    """Dense ``(n, d, d)`` Hessians of each sample's loss ``loss_fn(f(x_i), y_i)`` (not divided by n)."""
+    model = case.make_model()
+    X, Y = case.data()
+    params, theta = _split(model)
+
+    def loss(t, i):
+        return case.loss_fn(functional_call(model, params(t), (X[i:i + 1],)), Y[i:i + 1])
+
+    return torch.stack([torch.func.hessian(loss)(theta, i) for i in range(X.shape[0])])

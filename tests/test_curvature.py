@@ -1,15 +1,15 @@
-"""Curvature operators against dense float64 Hessians over the shared case list."""
+"""The model objective, Lanczos, power iteration, the sharpness tracker and kink counts.
+
+The Hessian operator itself is tested in test_hessian.py over the same case lists.
+"""
 
 import numpy as np
 import pytest
 import torch
-from torch.func import functional_call
 
 from cases import PROBLEMS, batch_points
-from curvature_cases import CASE_IDS, CASES
-from ndgm.analysis.curvature import (
-    ModelObjective, SharpnessTracker, count_kinks, lanczos, mse_sum, power_iteration, problem_hvp,
-)
+from curvature_cases import CASE_IDS, CASES, reference_hessian
+from ndgm.analysis.curvature import ModelObjective, SharpnessTracker, count_kinks, lanczos, mse_sum, power_iteration
 from ndgm.analysis.gdmap import hessian
 from ndgm.errors import NdgmError
 from ndgm.nets.mlp import make_mlp
@@ -20,42 +20,19 @@ RTOL = 1e-8
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def reference_hessian(case):
-    """Dense Hessian of the mean loss by torch.func.hessian, written independently of ModelObjective."""
-    model = case.make_model()
-    X, Y = case.data()
-    names = [k for k, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    sizes = [p.numel() for _, p in model.named_parameters()]
-    theta = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-
-    def loss(t):
-        params = {k: v.view(s) for k, v, s in zip(names, t.split(sizes), shapes)}
-        return case.loss_fn(functional_call(model, params, (X,)), Y) / X.shape[0]
-
-    return torch.func.hessian(loss)(theta), theta
-
-
 def rel(a, b):
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("chunk_size", [4096, 3])
-def test_hvp_matches_dense_hessian(case, chunk_size):
+def test_objective_hvp_is_one_product_of_its_operator(case):
     H, theta = reference_hessian(case)
-    obj = case.objective(chunk_size=chunk_size)
-    assert obj.dim == H.shape[0]
-    assert torch.equal(obj.params_vector(), theta)
-    g = torch.Generator().manual_seed(7)
-    for _ in range(3):
-        v = torch.randn(obj.dim, generator=g, dtype=torch.float64)
-        assert rel(obj.hvp(v), H @ v) <= RTOL
-    assert obj.n_hvp == 3
-    # Columns of the Hessian from unit vectors: the whole matrix agrees, not only its action.
-    cols = torch.stack([obj.hvp(e) for e in torch.eye(obj.dim, dtype=torch.float64)], 1)
-    assert rel(cols, H) <= RTOL
-    assert rel(obj.dense_hessian(), H) <= RTOL
+    obj = case.objective(chunk_size=3)
+    assert obj.dim == H.shape[0] and torch.equal(obj.params_vector(), theta)
+    v = torch.randn(obj.dim, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    hv = obj.hvp(v)
+    assert torch.equal(hv, obj.hessian(theta) @ v) and obj.n_hvp == 2
+    assert rel(hv, H @ v) <= RTOL
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -78,14 +55,14 @@ def test_lanczos_top_k_matches_dense_spectrum(case):
     evals = torch.linalg.eigvalsh(H).numpy()
     obj = case.objective()
     k = min(3, obj.dim)
-    res = lanczos(obj.matvec(), obj.dim, k, tol=1e-12)
+    res = lanczos(obj.hessian(), k=k, tol=1e-12)
     assert res.converged
     np.testing.assert_allclose(res.eigenvalues, evals[::-1][:k], rtol=RTOL, atol=1e-10 * abs(evals).max())
     for i in range(k):
         u = res.eigenvectors[:, i]
         assert float(torch.linalg.vector_norm(H @ u - res.eigenvalues[i] * u)) <= 1e-6 * abs(evals).max()
     assert res.n_matvec == obj.n_hvp <= obj.dim + k
-    lm = lanczos(obj.matvec(), obj.dim, 1, which="LM", tol=1e-12)
+    lm = lanczos(obj.hessian(), k=1, which="LM", tol=1e-12)
     assert lm.eigenvalues[0] == pytest.approx(evals[np.argmax(abs(evals))], rel=RTOL)
 
 
@@ -126,25 +103,6 @@ def test_lanczos_beats_power_iteration_on_clustered_spectrum():
     assert lz.n_matvec * 3 <= first_ok
 
 
-@pytest.mark.parametrize("name", sorted(PROBLEMS))
-def test_problem_hvp_matches_dense_hessian(name):
-    problem = PROBLEMS[name]()
-    W = batch_points(problem)
-    H = hessian(problem, W)  # double backward, checked against the dense forward-over-reverse Hessian
-    ref = torch.func.hessian(lambda w: problem.value(w).sum())(W)
-    for k in range(W.shape[0]):
-        # Two autodiff orders round differently (up to ~2e-15 here), so not bit for bit.
-        torch.testing.assert_close(H[k], ref[k, :, k, :], rtol=1e-12, atol=1e-12)
-    g = torch.Generator().manual_seed(3)
-    V = torch.randn(W.shape, generator=g, dtype=torch.float64)
-    HV = problem_hvp(problem, W, V)
-    expect = torch.einsum("kij,kj->ki", H, V)
-    if float(torch.linalg.vector_norm(expect)) == 0.0:  # e.g. the toy LASSO: autodiff's Hessian of |w| is 0
-        assert float(torch.linalg.vector_norm(HV)) == 0.0
-    else:
-        assert rel(HV, expect) <= RTOL
-
-
 def test_huber_hessian_is_masked_gram():
     problem = PROBLEMS["huber"]()
     W = batch_points(problem)
@@ -158,7 +116,7 @@ def test_huber_hessian_is_masked_gram():
 def test_bad_requests_raise_ndgm_error():
     obj = CASES[3].objective()
     with pytest.raises(NdgmError, match="k must be at most the number of parameters"):
-        lanczos(obj.matvec(), obj.dim, obj.dim + 1)
+        lanczos(obj.hessian(), k=obj.dim + 1)
     with pytest.raises(NdgmError, match="eta"):
         SharpnessTracker(lr=0.0)
     with pytest.raises(NdgmError, match="eta"):
@@ -166,7 +124,7 @@ def test_bad_requests_raise_ndgm_error():
     with pytest.raises(NdgmError, match="k must be at most"):
         SharpnessTracker(lr=0.1, k=obj.dim + 1)(0, obj)
     with pytest.raises(NdgmError, match="tol"):
-        lanczos(obj.matvec(), obj.dim, 1, tol=0)
+        lanczos(obj.hessian(), k=1, tol=0)
     with pytest.raises(NdgmError, match="v must have shape"):
         obj.hvp(torch.zeros(obj.dim + 1, dtype=torch.float64))
 

@@ -4,40 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from cases import huber_problem, lasso_problem, quadratic_problem, relu_problem
-from ndgm.analysis.gdmap import (exceptional_step_sizes, gd_map, hessian, jacobian_det, module_jacobian_det,
-                                 saddle_avoidance, singularity_probe)
+from cases import batch_points, quadratic_problem
+from ndgm.analysis.gdmap import (exceptional_step_sizes, gd_map, jacobian_det, module_jacobian_det, saddle_avoidance,
+                                 singularity_probe)
 from ndgm.errors import NdgmError
 from ndgm.problems import Quadratic, autograd_value_and_grad
-from ndgm.problems import Quartic1D, TwoPointReLU
+from ndgm.problems import Quartic1D
 
-CASES = [relu_problem, lasso_problem, huber_problem, quadratic_problem, lambda: TwoPointReLU()]
-
-
-def _points(problem, K=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(K, problem.dim, generator=g, dtype=torch.float64) * 2 - 0.5
-
-
-@pytest.mark.parametrize("make", CASES)
-def test_hessian_and_det_match_dense_reference(make):
-    problem = make()
-    W = _points(problem)
-    H = hessian(problem, W)
-    for k in range(W.shape[0]):
-        # Row k of a batched problem may carry its own penalty weight: evaluate it in place.
-        ref = torch.autograd.functional.hessian(
-            lambda w: problem.value(torch.cat([W[:k], w[None], W[k + 1:]]))[k], W[k])
-        torch.testing.assert_close(H[k], ref, rtol=1e-12, atol=1e-12)
-        eta = 0.37
-        eig = torch.linalg.eigvalsh(0.5 * (ref + ref.T))
-        det = jacobian_det(problem, W, eta)[k]
-        assert math.isclose(float(det), float(torch.prod(1 - eta * eig)), rel_tol=1e-9, abs_tol=1e-12)
+# The Hessian and det(I - eta H) of every problem in cases.PROBLEMS (the toys included) are
+# checked against dense references in test_hessian.py; this file holds the GD-map science.
 
 
 def test_gd_map_is_w_minus_eta_grad_and_rejects_bad_eta():
     problem = quadratic_problem()
-    W = _points(problem)
+    W = batch_points(problem)
     _, g = autograd_value_and_grad(problem.value, W)
     torch.testing.assert_close(gd_map(problem, W, 0.2), W - 0.2 * g, rtol=0, atol=1e-15)
     for bad in (0.0, -1.0, float("nan")):
@@ -81,9 +61,9 @@ def test_exceptional_steps():
     assert exceptional_step_sizes(q, torch.linspace(2.1, 9, 30, dtype=torch.float64)[:, None]).tolist() == [0.5]
     assert exceptional_step_sizes(q, torch.linspace(0.1, 1.9, 30, dtype=torch.float64)[:, None]).size == 0
     quad = Quadratic(torch.diag(torch.tensor([4.0, 0.5, -1.0], dtype=torch.float64)))
-    steps = exceptional_step_sizes(quad, _points(quad, 10))
+    steps = exceptional_step_sizes(quad, batch_points(quad, 10))
     np.testing.assert_allclose(steps, [0.25, 2.0], rtol=1e-14)
-    assert float(jacobian_det(quad, _points(quad), 0.25).abs().max()) == 0.0
+    assert float(jacobian_det(quad, batch_points(quad), 0.25).abs().max()) == 0.0
 
 
 def test_singularity_probe_1d():

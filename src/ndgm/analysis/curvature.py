@@ -1,13 +1,12 @@
-r"""Curvature tools: Hessian-vector products, top eigenvalues, sharpness tracking, kinks.
+r"""Curvature tools: the model objective, top eigenvalues, sharpness tracking, kinks.
 
 * `ModelObjective` wraps an ``nn.Module``, a loss and a dataset as a function of one flat
-  parameter vector ``theta``; its `~ModelObjective.hvp` computes ``H(theta) v`` over the
-  full batch, summed over fixed-size chunks so that memory stays bounded.
-* `problem_hvp` does the same for the batched problems of `ndgm.problems`
-  (``W`` of shape ``(K, d)``: one Hessian block per configuration); the blocks themselves
-  are `ndgm.analysis.gdmap.hessian`.
+  parameter vector ``theta`` (value and gradient over chunks of the data); its curvature is
+  the one Hessian operator of `ndgm.analysis.hessian`: ``objective.hessian(theta)``
+  (`~ndgm.analysis.hessian.ModelHessian`, chunked so that memory stays bounded).
 * `lanczos` (full reorthogonalisation) and `power_iteration` find top eigenvalues of a
-  symmetric operator given only its matrix-vector product, and count the products used.
+  symmetric operator -- a `~ndgm.analysis.hessian.CurvatureOperator` or a plain
+  ``v -> A v`` callable -- and count the products used.
 * `SharpnessTracker` is a training callback: every ``every`` steps it records the top-k
   Hessian eigenvalues next to ``2 / eta``, warm-starting Lanczos from the previous vectors.
 * `count_kinks` counts pre-activations of ``nn.ReLU`` layers that are exactly 0, where
@@ -27,16 +26,14 @@ import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from ..errors import NdgmError, check_int, check_positive
-from ..problems import Problem
+from .hessian import CurvatureOperator, ModelLoss, as_operator, cross_entropy_sum, mse_sum
 
 __all__ = [
     "ModelObjective",
     "mse_sum",
     "cross_entropy_sum",
-    "problem_hvp",
     "EigResult",
     "lanczos",
     "power_iteration",
@@ -47,17 +44,7 @@ __all__ = [
 Matvec = Callable[[Tensor], Tensor]
 
 
-def mse_sum(outputs: Tensor, targets: Tensor) -> Tensor:
-    r"""``sum_i 1/2 ||f(x_i) - y_i||^2`` over the rows of a chunk."""
-    return 0.5 * (outputs - targets.reshape(outputs.shape)).pow(2).sum()
-
-
-def cross_entropy_sum(outputs: Tensor, targets: Tensor) -> Tensor:
-    r"""``sum_i -log softmax(f(x_i))_{y_i}`` over the rows of a chunk."""
-    return torch.nn.functional.cross_entropy(outputs, targets, reduction="sum")
-
-
-class ModelObjective:
+class ModelObjective(ModelLoss):
     r"""A model, a loss and a dataset as a function of one flat parameter vector.
 
     .. math:: L(\theta) = \frac{1}{s} \sum_{c} \ell\big(f_\theta(X_c), Y_c\big)
@@ -65,13 +52,15 @@ class ModelObjective:
     where ``X_c`` are consecutive chunks of at most ``chunk_size`` rows, ``loss_fn``
     returns the *sum* of the per-sample losses of a chunk, and ``s = n`` for
     ``reduction='mean'`` (``s = 1`` for ``'sum'``). Gradients and Hessian-vector products
-    are accumulated chunk by chunk, so memory is that of one chunk.
+    are accumulated chunk by chunk, so memory is that of one chunk. Curvature goes through
+    the one Hessian operator: `hessian` returns a `ndgm.analysis.hessian.ModelHessian`.
 
     Parameters
     ----------
     model : nn.Module
-        Its parameters are the coordinates of ``theta`` (in ``named_parameters`` order);
-        the module itself is only read (`set_params` writes a vector back into it).
+        Its parameters are the coordinates of ``theta`` (in ``named_parameters`` order,
+        through a `ndgm.analysis.hessian.ParameterFlattener`); the module itself is only
+        read (`set_params` writes a vector back into it).
     loss_fn : callable ``(outputs, targets) -> scalar``
         Sum over the chunk, e.g. `mse_sum` or `cross_entropy_sum`.
     X, Y : Tensor
@@ -90,48 +79,9 @@ class ModelObjective:
         Hessian-vector products computed so far (one per full-batch product).
     """
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], X: Tensor, Y: Tensor,
-                 chunk_size: int = 4096, reduction: str = "mean"):
-        if reduction not in ("mean", "sum"):
-            raise NdgmError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        if X.shape[0] != Y.shape[0]:
-            raise NdgmError(f"X and Y must have the same number of rows, got {X.shape[0]} and {Y.shape[0]}")
-        self.model = model
-        self.loss_fn = loss_fn
-        self.X, self.Y = X, Y
-        self.chunk_size = check_int("chunk_size", chunk_size)
-        self.scale = float(X.shape[0]) if reduction == "mean" else 1.0
-        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-        self.names = [k for k, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.numels = [p.numel() for _, p in named]
-        self.dim = sum(self.numels)
-        self.dtype = named[0][1].dtype if named else X.dtype
-        self.device = named[0][1].device if named else X.device
-        self.n_hvp = 0
-
-    # -- parameter vector <-> module ------------------------------------------------
-    def params_vector(self) -> Tensor:
-        """The module's current parameters as one flat (detached) vector."""
-        params = dict(self.model.named_parameters())
-        return torch.cat([params[k].detach().reshape(-1) for k in self.names])
-
     def set_params(self, theta: Tensor) -> None:
         """Write the flat vector ``theta`` into the module's parameters."""
-        with torch.no_grad():
-            for k, p in zip(self.names, self._unflatten(theta).values()):
-                self.model.get_parameter(k).copy_(p)
-
-    def _unflatten(self, theta: Tensor) -> dict[str, Tensor]:
-        return {k: t.view(s) for k, t, s in zip(self.names, theta.split(self.numels), self.shapes)}
-
-    def _chunks(self):
-        for start in range(0, self.X.shape[0], self.chunk_size):
-            yield self.X[start:start + self.chunk_size], self.Y[start:start + self.chunk_size]
-
-    def _loss(self, theta: Tensor, Xc: Tensor, Yc: Tensor) -> Tensor:
-        out = functional_call(self.model, self._unflatten(theta), (Xc,))
-        return self.loss_fn(out, Yc) / self.scale
+        self.flattener.write(theta)
 
     def _theta(self, theta: Tensor | None) -> Tensor:
         return self.params_vector() if theta is None else theta.detach()
@@ -141,21 +91,21 @@ class ModelObjective:
         """``L(theta)`` (the module's parameters when ``theta`` is None)."""
         t = self._theta(theta)
         with torch.no_grad():
-            return float(sum(self._loss(t, Xc, Yc) for Xc, Yc in self._chunks()))
+            return float(sum(self.chunk_loss(t, Xc, Yc) for Xc, Yc in self.chunks()))
 
     def value_and_grad(self, theta: Tensor | None = None) -> tuple[float, Tensor]:
         """``L(theta)`` and ``grad L(theta)`` (flat, as autodiff returns it)."""
         t = self._theta(theta).requires_grad_(True)
         total, grad = 0.0, torch.zeros_like(t)
-        for Xc, Yc in self._chunks():
-            loss = self._loss(t, Xc, Yc)
+        for Xc, Yc in self.chunks():
+            loss = self.chunk_loss(t, Xc, Yc)
             (g,) = torch.autograd.grad(loss, t)
             total += float(loss.detach())
             grad += g
         return total, grad
 
     def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
-        r"""``H(theta) v = sum_c d/dtheta [grad L_c(theta) . v]`` (reverse over reverse).
+        r"""``H(theta) v``: one product of `hessian` ``(theta)``.
 
         Parameters
         ----------
@@ -163,58 +113,11 @@ class ModelObjective:
         theta : Tensor (dim,), optional
             Point of evaluation; the module's parameters when None.
         """
-        if v.shape != (self.dim,):
-            raise NdgmError(f"v must have shape ({self.dim},), got {tuple(v.shape)}")
-        t = self._theta(theta).requires_grad_(True)
-        out = torch.zeros_like(t)
-        for Xc, Yc in self._chunks():
-            (g,) = torch.autograd.grad(self._loss(t, Xc, Yc), t, create_graph=True)
-            if g.requires_grad:  # a loss linear in theta has a zero Hessian and no graph here
-                (hv,) = torch.autograd.grad(g, t, grad_outputs=v, allow_unused=True)
-                if hv is not None:
-                    out += hv
-        self.n_hvp += 1
-        return out.detach()
-
-    def matvec(self, theta: Tensor | None = None) -> Matvec:
-        """``v -> H(theta) v`` with ``theta`` fixed now (for `lanczos` / `power_iteration`)."""
-        t = self._theta(theta).clone()
-        return lambda v: self.hvp(v, t)
+        return self.hessian(theta).matvec(v)
 
     def dense_hessian(self, theta: Tensor | None = None) -> Tensor:
-        """The dense ``(dim, dim)`` Hessian by ``torch.func.hessian`` (reference for tests)."""
-        t = self._theta(theta)
-        f = lambda th: sum(self._loss(th, Xc, Yc) for Xc, Yc in self._chunks())  # noqa: E731
-        return torch.func.hessian(f)(t).detach()
-
-
-# -- batched problems ---------------------------------------------------------------
-
-def problem_hvp(problem: Problem, W: Tensor, V: Tensor) -> Tensor:
-    r"""Per-configuration Hessian-vector products ``H_k(w_k) v_k`` for a batched problem.
-
-    Configurations are independent, so the Hessian of ``sum_k f_k(w_k)`` is block
-    diagonal with blocks ``H_k``, and one double backward of that sum gives every
-    ``H_k v_k`` at once.
-
-    Parameters
-    ----------
-    problem : Problem
-    W, V : Tensor (K, d)
-
-    Returns
-    -------
-    Tensor (K, d)
-    """
-    if W.shape != V.shape:
-        raise NdgmError(f"W and V must have the same shape, got {tuple(W.shape)} and {tuple(V.shape)}")
-    with torch.enable_grad():
-        Wg = W.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(problem.value(Wg).sum(), Wg, create_graph=True)
-        if not g.requires_grad:
-            return torch.zeros_like(W)
-        (hv,) = torch.autograd.grad(g, Wg, grad_outputs=V, allow_unused=True)
-    return torch.zeros_like(W) if hv is None else hv.detach()
+        """The dense ``(dim, dim)`` Hessian (``dim`` products of `hessian`; small models only)."""
+        return self.hessian(theta).dense()
 
 
 # -- eigenvalue solvers -------------------------------------------------------------
@@ -269,17 +172,23 @@ def _start_vector(dim: int, v0: Tensor | None, dtype, device, seed: int) -> Tens
     return v / nrm
 
 
+def _operator(A, dim, dtype, device) -> tuple[CurvatureOperator, torch.dtype, torch.device]:
+    """The operator, and the dtype / device of the iteration (the operator's unless given)."""
+    op = as_operator(A, dim, dtype, device)
+    return op, dtype or op.dtype, torch.device(device) if device is not None else op.device
+
+
 def lanczos(
-    matvec: Matvec,
-    dim: int,
+    A: CurvatureOperator | Matvec,
+    dim: int | None = None,
     k: int = 1,
     *,
     v0: Tensor | None = None,
     tol: float = 1e-8,
     max_iter: int | None = None,
     which: str = "LA",
-    dtype: torch.dtype = torch.float64,
-    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
     seed: int = 0,
 ) -> EigResult:
     r"""Top-k eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation.
@@ -294,9 +203,11 @@ def lanczos(
 
     Parameters
     ----------
-    matvec : callable ``v -> A v``
+    A : CurvatureOperator or callable ``v -> A v``
+        An unbatched operator (e.g. ``objective.hessian(theta)``, or ``.block(k)`` of a
+        batched one), or a plain matvec on ``(dim,)`` tensors.
     dim : int
-        Size of ``A``.
+        Size of ``A``; required with a callable.
     k : int
         Number of eigenpairs, ``1 <= k <= dim``.
     v0 : Tensor (dim,), optional
@@ -307,7 +218,12 @@ def lanczos(
         Most operator applications; default ``min(dim, max(300, 4 k))``.
     which : {'LA', 'LM'}
         Largest algebraic eigenvalues (the sharpness) or largest magnitude.
+    dtype, device
+        Of the Krylov basis: the operator's when None (float64 on the CPU for a callable);
+        products are cast to ``dtype``.
     """
+    op, dtype, device = _operator(A, dim, dtype, device)
+    dim = op.dim
     k = _check_k(k, dim)
     tol = check_positive("tol", tol)
     if which not in ("LA", "LM"):
@@ -326,7 +242,7 @@ def lanczos(
     for j in range(m_max):  # m_max >= k >= 1: the loop body runs, so theta, s, top, resid are set
         if j + 1 >= Q.shape[0]:
             Q = torch.cat([Q, torch.zeros(min(Q.shape[0], m_max + 1 - Q.shape[0]), dim, dtype=dtype, device=device)])
-        w = matvec(Q[j])
+        w = op.matvec(Q[j]).to(dtype)
         n += 1
         alpha = float(torch.dot(Q[j], w))
         w = w - alpha * Q[j] - (betas[-1] * Q[j - 1] if j > 0 else 0.0)
@@ -364,14 +280,14 @@ def lanczos(
 
 
 def power_iteration(
-    matvec: Matvec,
-    dim: int,
+    A: CurvatureOperator | Matvec,
+    dim: int | None = None,
     *,
     v0: Tensor | None = None,
     tol: float = 1e-6,
     max_iter: int = 1000,
-    dtype: torch.dtype = torch.float64,
-    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
     seed: int = 0,
 ) -> EigResult:
     r"""Largest-magnitude eigenpair by power iteration (the comparison method).
@@ -379,8 +295,11 @@ def power_iteration(
     ``w = A v_j``, Rayleigh quotient ``rho_j = v_j . w``, ``v_{j+1} = w / ||w||``; one
     operator application per step. Stops when ``|rho_j - rho_{j-1}| <= tol |rho_j|`` --
     a test that cannot tell slow convergence (close top eigenvalues) from convergence.
-    The error shrinks like ``(lambda_2 / lambda_1)^{2j}``.
+    The error shrinks like ``(lambda_2 / lambda_1)^{2j}``. ``A``, ``dim``, ``dtype`` and
+    ``device`` as in `lanczos`.
     """
+    op, dtype, device = _operator(A, dim, dtype, device)
+    dim = op.dim
     tol = check_positive("tol", tol)
     max_iter = check_int("max_iter", max_iter)
     v = _start_vector(dim, v0, dtype, device, seed)
@@ -389,7 +308,7 @@ def power_iteration(
     converged = False
     w = v
     for j in range(max_iter):
-        w = matvec(v)
+        w = op.matvec(v).to(dtype)
         rho = float(torch.dot(v, w))
         history.append(rho)
         nrm = torch.linalg.vector_norm(w)
@@ -460,16 +379,15 @@ class SharpnessTracker:
 
     def record(self, step: int, objective: ModelObjective, theta: Tensor | None = None) -> np.ndarray:
         """Record now, whatever ``step`` is (e.g. at the final iterate)."""
-        k = _check_k(self.k, objective.dim)
+        H = objective.hessian(theta)
+        k = _check_k(self.k, H.dim)
         v0 = None
         if self.warm_start and self._vectors is not None:
             g = torch.Generator().manual_seed(self.seed + step)
-            noise = torch.randn(objective.dim, generator=g, dtype=torch.float64)
-            noise = noise.to(dtype=objective.dtype, device=objective.device)
+            noise = torch.randn(H.dim, generator=g, dtype=torch.float64).to(dtype=H.dtype, device=H.device)
             base = self._vectors.sum(1)
             v0 = base / torch.linalg.vector_norm(base) + 1e-3 * noise / torch.linalg.vector_norm(noise)
-        res = lanczos(objective.matvec(theta), objective.dim, k, v0=v0, tol=self.tol, max_iter=self.max_iter,
-                      dtype=objective.dtype, device=objective.device, seed=self.seed + step)
+        res = lanczos(H, k=k, v0=v0, tol=self.tol, max_iter=self.max_iter, seed=self.seed + step)
         self._vectors = res.eigenvectors
         self.steps_.append(int(step))
         self.eigenvalues_.append(res.eigenvalues)

@@ -4,9 +4,9 @@ Where ``L`` is C^2, ``det D G_eta = det(I - eta H) = prod_i (1 - eta lambda_i(H)
 locally invertible unless ``eta = 1 / lambda_i``. When the Hessian is constant on an open
 region, such an ``eta`` collapses that region onto a lower-dimensional set (a Lebesgue-null
 image of a set of positive measure: a singular map). This module computes the map, its
-Jacobian determinant for any batched `ndgm.problems.Problem` or small ``nn.Module``, the
-exceptional step sizes, an empirical singularity probe and the saddle-avoidance demo
-(Lee et al. 2016) on a quadratic.
+Jacobian determinant for any batched `ndgm.problems.Problem` or small ``nn.Module`` (both
+through the one Hessian operator of `ndgm.analysis.hessian`), the exceptional step sizes,
+an empirical singularity probe and the saddle-avoidance demo (Lee et al. 2016) on a quadratic.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..errors import NdgmError
 from ..problems import Problem, Quadratic
+from .hessian import FunctionHessian, ParameterFlattener, ProblemHessian
 
 __all__ = [
     "gd_map",
@@ -45,53 +46,28 @@ def gd_map(problem: Problem, W: Tensor, eta: float | Tensor) -> Tensor:
 
 
 def hessian(problem: Problem, W: Tensor) -> Tensor:
-    """Hessians ``(K, d, d)`` of ``problem.value`` at every row of ``W`` by double backward.
+    """Hessians ``(K, d, d)`` of ``problem.value`` at every row of ``W``: the dense form of
+    `ndgm.analysis.hessian.ProblemHessian` (``d`` backward passes through ``grad(sum_k L_k)``).
 
-    Rows are independent configurations, so ``d`` backward passes through ``grad(sum_k L_k)``
-    give every Hessian at once, without the ``(K, d, K, d)`` tensor of a dense Hessian of the
-    sum. At a kink autodiff's convention applies (``relu'' = 0``).
+    At a kink autodiff's convention applies (``relu'' = 0``).
     """
-    K, d = W.shape
-    with torch.enable_grad():
-        Wg = W.detach().clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(problem.value(Wg).sum(), Wg, create_graph=True)
-        if not g.requires_grad:  # a gradient constant in W (e.g. autodiff's |w|) has no graph: H = 0
-            return torch.zeros(K, d, d, dtype=W.dtype, device=W.device)
-        rows = []
-        for j in range(d):
-            (r,) = torch.autograd.grad(g[:, j].sum(), Wg, retain_graph=True, allow_unused=True)
-            rows.append(torch.zeros_like(W) if r is None else r)
-    return torch.stack(rows, dim=1).detach()
+    return ProblemHessian(problem, W).dense()
 
 
 def jacobian_det(problem: Problem, W: Tensor, eta: float | Tensor) -> Tensor:
-    """``det D G_eta = det(I - eta H(W))`` per row, ``(K,)``."""
-    H = hessian(problem, W)
-    eta = torch.as_tensor(eta, dtype=W.dtype, device=W.device)
-    eye = torch.eye(W.shape[1], dtype=W.dtype, device=W.device)
-    return torch.linalg.det(eye - (eta[:, None, None] if eta.ndim else eta) * H)
+    """``det D G_eta = det(I - eta H(W))`` per row, ``(K,)``; ``eta`` scalar or ``(K,)``."""
+    return ProblemHessian(problem, W).gd_jacobian(eta).det()
 
 
 def module_jacobian_det(model: torch.nn.Module, loss_of_output, eta: float) -> float:
     """``det(I - eta H)`` of the GD map of a small ``nn.Module`` at its current parameters.
 
     ``loss_of_output(model_fn)`` returns the scalar training loss given a callable that runs
-    the model; the Hessian over the flattened parameters is dense (`torch.func.hessian`).
+    the model; the Hessian over the flattened parameters (`ParameterFlattener`) is dense.
     """
-    from torch.func import functional_call, hessian as func_hessian
-
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    sizes = [p.numel() for _, p in model.named_parameters()]
-    theta = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-
-    def loss(th):
-        params = {n: t.reshape(s) for n, t, s in zip(names, torch.split(th, sizes), shapes)}
-        return loss_of_output(lambda x: functional_call(model, params, (x,)))
-
-    H = func_hessian(loss)(theta)
-    eye = torch.eye(theta.numel(), dtype=theta.dtype)
-    return float(torch.linalg.det(eye - float(eta) * H))
+    flat = ParameterFlattener(model)
+    H = FunctionHessian(lambda th: loss_of_output(lambda x: flat.functional_call(th, x)), flat.flatten())
+    return float(H.gd_jacobian(float(eta)).det())
 
 
 def exceptional_step_sizes(problem: Problem, points: Tensor, rtol: float = 1e-10) -> np.ndarray:

@@ -13,7 +13,8 @@
   `toy_lambda`), and `stable_intervals`: the sets ``{t1 : exponent(s(t1)) < 0}``, as exact
   intervals (root finding in ``s = t1^2 + t1^-2``).
 * `wu_ma_e`: sharpness ``a`` and non-uniformity ``s`` of an ``nn.Module`` by Lanczos on
-  per-sample Hessian-vector products, with the GD and SGD mean-square conditions.
+  per-sample Hessian-vector products (`ndgm.analysis.hessian.PerSampleHessian`), with the GD
+  and SGD mean-square conditions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import NdgmError, check_positive
+from .hessian import MatvecOperator, ModelLoss, mse_sum
 
 __all__ = [
     "normal_basis",
@@ -38,7 +40,6 @@ __all__ = [
     "toy_lambda",
     "stable_intervals",
     "s_of_t1",
-    "per_sample_hvp",
     "WuMaE",
     "wu_ma_e",
 ]
@@ -304,43 +305,6 @@ def stable_intervals(eta: float, weights, curvature, grid: int = 200_001) -> lis
 
 # -- Wu--Ma--E for an nn.Module --------------------------------------------------------
 
-def per_sample_hvp(model: torch.nn.Module, X: Tensor, Y: Tensor, loss_fn=None):
-    """Build ``hvp(v) -> (n, d)``: every per-sample Hessian ``H_i = nabla^2 l_i`` times ``v``.
-
-    ``v`` of shape ``(d,)`` gives ``H_i v`` for every ``i``; ``v`` of shape ``(n, d)`` gives
-    ``H_i v_i`` (used for ``H_i^2 v``).
-
-    ``l_i = loss_fn(model(x_i), y_i)`` (default ``1/2 ||f - y||^2``); parameters are flattened
-    in ``model.parameters()`` order. Forward-over-reverse (`torch.func.jvp` of `torch.func.grad`)
-    vectorised over samples with `torch.func.vmap`. Returns ``(hvp, theta)``.
-    """
-    from torch.func import functional_call, grad, jvp, vmap
-
-    names = [n for n, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    sizes = [p.numel() for _, p in model.named_parameters()]
-    theta = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-    loss_fn = loss_fn or (lambda f, y: 0.5 * ((f - y) ** 2).sum())
-
-    def unflatten(th):
-        return {n: t.reshape(s) for n, t, s in zip(names, torch.split(th, sizes), shapes)}
-
-    def sample_loss(th, x, y):
-        return loss_fn(functional_call(model, unflatten(th), (x[None],))[0], y)
-
-    def one(x, y, v):
-        return jvp(lambda th: grad(sample_loss)(th, x, y), (theta,), (v,))[1]
-
-    shared = vmap(one, in_dims=(0, 0, None))
-    paired = vmap(one, in_dims=(0, 0, 0))
-
-    def hvp(v: Tensor) -> Tensor:
-        v = v.to(theta.dtype)
-        return shared(X, Y, v) if v.ndim == 1 else paired(X, Y, v)
-
-    return hvp, theta
-
-
 @dataclass
 class WuMaE:
     """Wu--Ma--E mean-square linear stability at a minimum.
@@ -363,47 +327,47 @@ def wu_ma_e(model: torch.nn.Module, X: Tensor, Y: Tensor, eta: float, batch_size
             loss_fn=None, tol: float = 1e-10) -> WuMaE:
     """Sharpness and non-uniformity by Lanczos (`scipy.sparse.linalg.eigsh`) on per-sample HVPs.
 
-    All three operators (``H``, ``Sigma = mean_i H_i^2 - H^2`` and the SGD second-moment
-    operator) are symmetric and applied matrix-free; ``Sigma v = mean_i H_i (H_i v) - H (H v)``.
+    ``H_i = nabla^2 l_i``, ``l_i = loss_fn(model(x_i), y_i)`` (default `mse_sum`:
+    ``1/2 ||f - y||^2``), are the blocks of a `ndgm.analysis.hessian.PerSampleHessian`.
+    All three operators (``H = mean_i H_i``, ``Sigma = mean_i H_i^2 - H^2`` and the SGD
+    second-moment operator) are symmetric and applied matrix-free;
+    ``Sigma v = mean_i H_i (H_i v) - H (H v)``.
     """
-    from scipy.sparse.linalg import LinearOperator, eigsh
+    from scipy.sparse.linalg import eigsh
 
     eta = check_positive("eta", eta)
     n = X.shape[0]
     if not (1 <= int(batch_size) <= n):
         raise NdgmError(f"batch_size must be in [1, n={n}], got {batch_size!r}")
     B = int(batch_size)
-    hvp, theta = per_sample_hvp(model, X, Y, loss_fn)
-    d = theta.numel()
+    Hs = ModelLoss(model, loss_fn or mse_sum, X, Y).per_sample_hessian()
+    d = Hs.dim
 
     def H(v):
-        return hvp(v).mean(0)
+        return Hs.matvec(v).mean(0)
 
     def sigma_from(Hiv):
-        """``Sigma v`` given the per-sample products ``Hiv = hvp(v)`` (rows ``H_i v``)."""
-        HiHiv = hvp(Hiv)  # row i: H_i (H_i v)
+        """``Sigma v`` given the per-sample products ``Hiv = Hs @ v`` (rows ``H_i v``)."""
+        HiHiv = Hs.matvec(Hiv)  # row i: H_i (H_i v)
         return HiHiv.mean(0) - H(Hiv.mean(0))
 
     def Sigma(v):
-        return sigma_from(hvp(v))
+        return sigma_from(Hs.matvec(v))
 
     gamma = eta**2 * (n - B) / (B * (n - 1)) if n > 1 else 0.0
 
     def second_moment(v):
-        Hiv = hvp(v)  # shared by H v and Sigma v
+        Hiv = Hs.matvec(v)  # shared by H v and Sigma v
         w = v - eta * Hiv.mean(0)
         w = w - eta * H(w)
         return w + gamma * sigma_from(Hiv)
 
-    def top(op) -> float:
-        def mv(x):
-            return op(torch.as_tensor(np.ravel(x), dtype=theta.dtype)).detach().numpy()
-
-        lo = LinearOperator((d, d), matvec=mv, dtype=np.float64)
+    def top(fn) -> float:
+        op = MatvecOperator(fn, d, Hs.dtype, Hs.device)
         if d <= 2:  # ARPACK needs k < d; a dense 2x2 is as exact
-            M = np.stack([mv(e) for e in np.eye(d)], axis=1)
-            return float(np.linalg.eigvalsh(0.5 * (M + M.T))[-1])
-        return float(eigsh(lo, k=1, which="LA", tol=tol, return_eigenvectors=False)[0])
+            M = op.dense()
+            return float(torch.linalg.eigvalsh(0.5 * (M + M.T))[-1])
+        return float(eigsh(op.to_scipy(), k=1, which="LA", tol=tol, return_eigenvectors=False)[0])
 
     a = top(H)
     s2 = top(Sigma)

@@ -121,13 +121,14 @@ class Sharpness(Experiment):
         # Checks at the final iterate: a cold tight Lanczos as reference; cold at the
         # tracker's tolerance (HVP count without warm start); power iteration.
         final = theta
-        ref = lanczos(obj.matvec(final), obj.dim, 1, tol=1e-10, max_iter=obj.dim, seed=config["seed"] + 1)
-        cold = lanczos(obj.matvec(final), obj.dim, config["k"], tol=config["tol"], seed=config["seed"] + 1)
-        power = power_iteration(obj.matvec(final), obj.dim, tol=1e-6, max_iter=300, seed=config["seed"] + 1)
+        H = obj.hessian(final)
+        ref = lanczos(H, k=1, tol=1e-10, max_iter=obj.dim, seed=config["seed"] + 1)
+        cold = lanczos(H, k=config["k"], tol=config["tol"], seed=config["seed"] + 1)
+        power = power_iteration(H, tol=1e-6, max_iter=300, seed=config["seed"] + 1)
         ref_top = float(ref.eigenvalues[0])
         power_err = np.abs(np.asarray(power.history) - ref_top) / abs(ref_top)
         hit = np.nonzero(power_err <= 1e-3)[0]
-        lz1 = lanczos(obj.matvec(final), obj.dim, 1, tol=1e-6, seed=config["seed"] + 1)
+        lz1 = lanczos(H, k=1, tol=1e-6, seed=config["seed"] + 1)
 
         arr = tracker.arrays()
         sharp_top = arr["sharpness_eigs"][:, 0]

@@ -1,0 +1,199 @@
+r"""Intervals and decisions behind statistical verdicts.
+
+A statistical claim row states a statistic over ``n`` independent units (seeds, samples,
+runs), a 95% interval for it, and the margin the paper's text implies; the verdict is a
+decision on the interval, never on a point estimate:
+
+* `decide_greater` (the paper says "X > margin"): *reproduced* when the whole interval lies
+  above the margin, *contradicted* when it lies at or below it, *inconclusive* otherwise;
+* `decide_less` is the mirror image;
+* `decide_within` (equivalence: "no difference", within ``+- margin``): *reproduced* when the
+  interval lies inside ``(-margin, margin)``, *contradicted* when it lies wholly outside,
+  *inconclusive* when it straddles a bound;
+* `decide_contains` (a reference value the run should be consistent with, e.g. a Monte
+  Carlo count printed in the spec): *reproduced* when the interval contains it,
+  *contradicted* otherwise.
+
+The intervals: `mean_interval` (Student t), `bootstrap_interval` (percentile bootstrap of any
+statistic; with paired per-seed differences it is the paired bootstrap), `binomial_interval`
+(Clopper--Pearson, exact), `slope_interval` (ordinary least squares slope with a t interval,
+for fitted exponents on log-log axes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import NdgmError
+
+__all__ = [
+    "Interval",
+    "mean_interval",
+    "bootstrap_interval",
+    "binomial_interval",
+    "slope_interval",
+    "decide_greater",
+    "decide_less",
+    "decide_within",
+    "decide_contains",
+    "REPRODUCED",
+    "CONTRADICTED",
+    "INCONCLUSIVE",
+]
+
+REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided confidence interval.
+
+    Attributes
+    ----------
+    estimate : float
+        The statistic on the data.
+    low, high : float
+        Interval bounds at confidence ``level``.
+    n : int
+        Number of independent units (seeds, samples) behind it.
+    level : float
+        Confidence level, 0.95 by default.
+    method : str
+        How the interval was made (``'t'``, ``'bootstrap'``, ``'clopper-pearson'``, ``'ols-t'``).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+    method: str = ""
+
+    def as_list(self) -> list[float]:
+        return [self.low, self.high]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.4g} [{self.low:.4g}, {self.high:.4g}] ({self.level:.0%}, n={self.n}, {self.method})"
+
+
+def _values(values, name: str = "values", minimum: int = 2) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size < minimum:
+        raise NdgmError(f"{name} needs at least {minimum} values, got {v.size}")
+    if not np.isfinite(v).all():
+        raise NdgmError(f"{name} must be finite, got {v.tolist()}")
+    return v
+
+
+def _check_level(level: float) -> float:
+    if not 0 < level < 1:
+        raise NdgmError(f"level must lie in (0, 1), got {level!r}")
+    return float(level)
+
+
+def mean_interval(values, level: float = 0.95) -> Interval:
+    r"""Student-t interval for the mean: :math:`\bar x \pm t_{n-1, (1+\ell)/2}\, s / \sqrt n`."""
+    from scipy.stats import t as student_t
+
+    v, level = _values(values), _check_level(level)
+    n = v.size
+    mean = float(v.mean())
+    half = float(student_t.ppf((1 + level) / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    return Interval(mean, mean - half, mean + half, n, level, "t")
+
+
+def bootstrap_interval(values, statistic: Callable[[np.ndarray], float] = np.mean, level: float = 0.95,
+                       n_resamples: int = 10000, seed: int = 0) -> Interval:
+    r"""Percentile bootstrap interval of ``statistic`` over the units in ``values``.
+
+    Resample the ``n`` units with replacement ``n_resamples`` times (seeded, so the interval
+    is reproducible) and take the ``(1-level)/2`` and ``(1+level)/2`` quantiles of the
+    statistic. Given per-seed *differences* between two paired arms, this is the paired
+    bootstrap: the pairing (same seed, same initial weights and batches) is kept because a
+    unit is a pair.
+    """
+    v, level = _values(values), _check_level(level)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(int(n_resamples), v.size))
+    stats = np.apply_along_axis(statistic, 1, v[idx]) if statistic is not np.mean else v[idx].mean(axis=1)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(float(statistic(v)), float(lo), float(hi), v.size, level, "bootstrap")
+
+
+def binomial_interval(successes: int, trials: int, level: float = 0.95) -> Interval:
+    r"""Clopper--Pearson (exact) interval for a proportion ``k / n``.
+
+    :math:`[B((1-\ell)/2; k, n-k+1),\ B((1+\ell)/2; k+1, n-k)]` with ``B`` the beta quantile;
+    the bounds are 0 and 1 when ``k = 0`` and ``k = n``.
+    """
+    from scipy.stats import beta
+
+    level = _check_level(level)
+    k, n = int(successes), int(trials)
+    if n < 1 or not 0 <= k <= n:
+        raise NdgmError(f"need 0 <= successes <= trials and trials >= 1, got {k} of {n}")
+    a = 1 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return Interval(k / n, lo, hi, n, level, "clopper-pearson")
+
+
+def slope_interval(x, y, level: float = 0.95) -> Interval:
+    r"""Least-squares slope of ``y`` on ``x`` with a t interval (``n - 2`` degrees of freedom).
+
+    For a growth exponent fit ``log(count)`` against ``log(1/eps)``: the slope is the exponent.
+    """
+    from scipy.stats import t as student_t
+
+    x, y, level = _values(x, "x", 3), _values(y, "y", 3), _check_level(level)
+    if x.size != y.size:
+        raise NdgmError(f"x and y must have the same length, got {x.size} and {y.size}")
+    n = x.size
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    if sxx == 0:
+        raise NdgmError("x must not be constant")
+    slope = float(xc @ (y - y.mean()) / sxx)
+    resid = y - y.mean() - slope * xc
+    se = math.sqrt(float(resid @ resid) / (n - 2) / sxx)
+    half = float(student_t.ppf((1 + level) / 2, n - 2) * se)
+    return Interval(slope, slope - half, slope + half, n, level, "ols-t")
+
+
+def decide_greater(interval: Interval, margin: float) -> str:
+    """The paper says "statistic > margin": a decision on the whole interval."""
+    if interval.low > margin:
+        return REPRODUCED
+    if interval.high <= margin:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def decide_less(interval: Interval, margin: float) -> str:
+    """The paper says "statistic < margin"."""
+    if interval.high < margin:
+        return REPRODUCED
+    if interval.low >= margin:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def decide_within(interval: Interval, margin: float) -> str:
+    """Equivalence: the paper says "no difference", read as ``|statistic| < margin``."""
+    if -margin < interval.low and interval.high < margin:
+        return REPRODUCED
+    if interval.low >= margin or interval.high <= -margin:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def decide_contains(interval: Interval, value: float) -> str:
+    """Consistency with a reference value: reproduced when the interval contains it."""
+    return REPRODUCED if interval.low <= value <= interval.high else CONTRADICTED

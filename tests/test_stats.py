@@ -1,0 +1,74 @@
+"""Intervals against closed forms and textbook values; decisions on each side of a margin."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from ndgm.analysis.stats import (CONTRADICTED, INCONCLUSIVE, REPRODUCED, Interval, binomial_interval,
+                                 bootstrap_interval, decide_contains, decide_greater, decide_less,
+                                 decide_within, mean_interval, slope_interval)
+from ndgm.errors import NdgmError
+
+
+def test_mean_interval_matches_scipy_t():
+    x = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
+    iv = mean_interval(x)
+    lo, hi = sps.t.interval(0.95, 4, loc=x.mean(), scale=sps.sem(x))
+    assert iv.estimate == 5.0 and iv.n == 5
+    assert iv.low == pytest.approx(lo, rel=1e-12) and iv.high == pytest.approx(hi, rel=1e-12)
+
+
+def test_binomial_clopper_pearson_textbook():
+    # Clopper-Pearson for 16/20 at 95%: [0.56339, 0.94267] (standard tables).
+    iv = binomial_interval(16, 20)
+    assert iv.estimate == 0.8
+    assert iv.low == pytest.approx(0.56339, abs=5e-5) and iv.high == pytest.approx(0.94267, abs=5e-5)
+    assert binomial_interval(0, 20).low == 0.0 and binomial_interval(20, 20).high == 1.0
+    # 0 of 20: upper bound 1 - 0.025^(1/20)
+    assert binomial_interval(0, 20).high == pytest.approx(1 - 0.025 ** (1 / 20), rel=1e-10)
+    with pytest.raises(NdgmError):
+        binomial_interval(3, 2)
+
+
+def test_bootstrap_is_seeded_and_brackets_the_mean():
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 1.0, size=40)
+    a, b = bootstrap_interval(x, seed=3), bootstrap_interval(x, seed=3)
+    assert a == b
+    assert a.low < x.mean() < a.high
+    t = mean_interval(x)
+    assert a.low == pytest.approx(t.low, abs=0.1) and a.high == pytest.approx(t.high, abs=0.1)
+    med = bootstrap_interval(x, statistic=np.median, seed=0)
+    assert med.estimate == np.median(x)
+
+
+def test_slope_interval_exact_line_and_noise():
+    x = np.log(np.array([1.0, 2, 4, 8, 16]))
+    y = 2.0 * x + 0.5
+    iv = slope_interval(x, y)
+    assert iv.estimate == pytest.approx(2.0, abs=1e-12)
+    assert iv.high - iv.low == pytest.approx(0.0, abs=1e-10)
+    res = sps.linregress(x, y + np.array([0.1, -0.05, 0.02, -0.1, 0.04]))
+    iv = slope_interval(x, y + np.array([0.1, -0.05, 0.02, -0.1, 0.04]))
+    half = sps.t.ppf(0.975, 3) * res.stderr
+    assert iv.estimate == pytest.approx(res.slope, rel=1e-12)
+    assert iv.high - iv.estimate == pytest.approx(half, rel=1e-10)
+
+
+@pytest.mark.parametrize("low,high,greater,less,within", [
+    (0.2, 0.5, REPRODUCED, CONTRADICTED, CONTRADICTED),
+    (-0.5, -0.2, CONTRADICTED, REPRODUCED, CONTRADICTED),
+    (-0.05, 0.05, INCONCLUSIVE, INCONCLUSIVE, REPRODUCED),
+    (0.05, 0.3, REPRODUCED, CONTRADICTED, INCONCLUSIVE),
+])
+def test_decisions(low, high, greater, less, within):
+    iv = Interval((low + high) / 2, low, high, 8)
+    assert decide_greater(iv, 0.0) == greater
+    assert decide_less(iv, 0.0) == less
+    assert decide_within(iv, 0.1) == within
+
+
+def test_decide_contains():
+    iv = binomial_interval(19, 20)
+    assert decide_contains(iv, 0.8) == REPRODUCED
+    assert decide_contains(binomial_interval(0, 20), 0.8) == CONTRADICTED
