@@ -7,7 +7,7 @@ from sklearn.linear_model import Lasso as SkLasso
 
 from ndgm.data.tabular import load_diabetes_standardised, standardise
 from ndgm.errors import NdgmError
-from ndgm.problems import L1Penalty, Lasso, LeastSquares
+from ndgm.problems import HuberRegression, L1L2Penalty, L1Penalty, Lasso, LeastSquares
 from ndgm.analysis.sparsity import sparsity_audit
 from ndgm.device import torch_threads
 from ndgm.sparse import (RDA, AcceleratedRDA, L1Regression, ProxAdam, ProxSGD, fista, ista, soft_threshold,
@@ -224,6 +224,24 @@ def test_batched_ista_fista_match_sklearn_on_diabetes_and_random(solver, diabete
             # the batched run equals a run of that penalty alone
             alone = solver(X, y, a, tol=1e-12).coef[0]
             assert torch.allclose(alone, res.coef[k], atol=1e-10)
+
+
+def test_solvers_take_any_least_squares_scaling_and_refuse_other_pairs(diabetes):
+    # ||Xw - y||^2 + 2n alpha ||w||_1 is scikit-learn's objective times 2n: the same minimiser and zeros.
+    X, y = (torch.as_tensor(v) for v in diabetes)
+    n = X.shape[0]
+    for solver in (ista, fista):
+        mean = solver(LeastSquares(X, y, scaling="mean"), L1Penalty(torch.tensor(ALPHAS, dtype=torch.float64)), tol=1e-12)
+        total = solver(LeastSquares(X, y, scaling="sum"), L1Penalty(2 * n * torch.tensor(ALPHAS, dtype=torch.float64)),
+                       tol=1e-12 * 2 * n)
+        assert bool(total.converged.all()) and bool(mean.converged.all())
+        assert torch.equal(total.coef == 0, mean.coef == 0)
+        assert torch.allclose(total.coef, mean.coef, rtol=0, atol=1e-9)
+        torch.testing.assert_close(total.objective, 2 * n * mean.objective, rtol=1e-10, atol=0)
+    with pytest.raises(NdgmError, match="LeastSquares"):
+        fista(HuberRegression(X, y), L1Penalty(0.1))
+    with pytest.raises(NdgmError, match="L1Penalty"):
+        fista(LeastSquares(X, y), L1L2Penalty(0.1, 0.1))
 
 
 def test_fista_backtracking_and_fixed_step_agree():
