@@ -55,6 +55,9 @@ class Method:
         the full-batch solver function; None where the method has none.
     needs_closure : bool
         The optimizer's ``step`` must be given a closure (it evaluates the gradient itself).
+    counterpart : str or None
+        For a proximal method, the NDGM method whose step it makes proximal (``prox-sgd``: ``sgd``):
+        the pairs the paper compares (the deep-network training loop runs these).
     """
 
     name: str
@@ -65,6 +68,7 @@ class Method:
     optimizer: str | None = None
     solver: str | None = None
     needs_closure: bool = False
+    counterpart: str | None = None
     description: str = ""
 
     def build_rule(self, **hyper):
@@ -102,9 +106,9 @@ METHODS: tuple[Method, ...] = (
            description="heavy-ball momentum (torch.optim.SGD with momentum 0.9)"),
     Method("rmsprop", "ndgm", (), 1e-3, "ndgm.dynamics.rules:RMSProp", "torch.optim:RMSprop", description="RMSProp"),
     Method("adam", "ndgm", (), 1e-3, "ndgm.dynamics.rules:Adam", "torch.optim:Adam", description="Adam"),
-    Method("prox-sgd", "prox", ("proxsgd",), None, optimizer="ndgm.sparse.optim:ProxSGD",
+    Method("prox-sgd", "prox", ("proxsgd",), None, optimizer="ndgm.sparse.optim:ProxSGD", counterpart="sgd",
            description="proximal SGD (soft thresholding after the step)"),
-    Method("prox-adam", "prox", ("proxadam",), 1e-3, optimizer="ndgm.sparse.optim:ProxAdam",
+    Method("prox-adam", "prox", ("proxadam",), 1e-3, optimizer="ndgm.sparse.optim:ProxAdam", counterpart="adam",
            description="Adam's step, then a soft threshold in Adam's metric"),
     Method("rda", "prox", (), None, optimizer="ndgm.sparse.optim:RDA",
            description="l1-regularised dual averaging (Xiao 2009), O(1/sqrt t)"),
@@ -119,6 +123,7 @@ METHODS: tuple[Method, ...] = (
 _BY_NAME = {spelling: m for m in METHODS for spelling in (m.name, *m.aliases)}
 assert len(_BY_NAME) == sum(1 + len(m.aliases) for m in METHODS), "a spelling is registered twice"
 assert all(m.family in FAMILIES for m in METHODS)
+assert all(_BY_NAME[m.counterpart].family == "ndgm" for m in METHODS if m.counterpart)
 
 
 def names(family: str | None = None, has: str | None = None) -> tuple[str, ...]:

@@ -41,9 +41,9 @@ __all__ = ["History", "train", "evaluate", "l1_norm", "make_optimizer", "NDGM", 
            "epoch_generator", "seeded", "checkpoint_folder"]
 
 # Optimizer names of `make_optimizer` (from `ndgm.registry`): NDGM ones (the L1 term's gradient is
-# lam * sgn(theta)) and proximal ones (soft thresholding in the step) that step without a closure.
+# lam * sgn(theta)) and their proximal counterparts (soft thresholding in the step).
 NDGM = registry.names("ndgm", has="optimizer")
-PROX = tuple(name for name in registry.names("prox", has="optimizer") if not registry.get(name).needs_closure)
+PROX = tuple(name for name in registry.names("prox", has="optimizer") if registry.get(name).counterpart in NDGM)
 OPTIMIZERS = NDGM + PROX
 
 
@@ -76,8 +76,8 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 
 def make_optimizer(name: str, params, lr: float, l1: float = 0.0) -> torch.optim.Optimizer:
     """An optimizer of `OPTIMIZERS` by its registry name: torch.optim SGD / RMSprop / Adam with library
-    defaults, or `ndgm.sparse.optim`'s ``ProxSGD`` / ``ProxAdam`` / ``RDA`` with L1 weight ``l1``
-    (these apply the penalty in their step)."""
+    defaults, or `ndgm.sparse.optim`'s ``ProxSGD`` / ``ProxAdam`` with L1 weight ``l1`` (these apply
+    the penalty in their step)."""
     if name not in OPTIMIZERS:
         raise NdgmError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     return registry.get(name).build_optimizer(params, lr=lr, l1=l1)
