@@ -6,17 +6,14 @@ import torch
 
 from ndgm.analysis.curvature import lanczos
 from ndgm.analysis.hessian import ProblemHessian
-from ndgm.analysis.rates import (
-    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_iterations_bound,
-    subgradient_iterations_bound,
-)
+from ndgm.analysis.rates import iterations_to_reach, loglog_slope, smooth_iterations_bound, subgradient_iterations_bound
 from ndgm.data.digits import load_digits_split
 from ndgm.errors import NdgmError
 from ndgm.experiments import EXPERIMENTS
 from ndgm.experiments.eos_huber import huber_data, huber_sharpness, rise_then_oscillate
 from ndgm.experiments.sharpness import mlp_param_count
 from ndgm.nets.mlp import count_parameters, make_mlp
-from ndgm.problems import HuberRegression, autograd_value_and_grad
+from ndgm.problems import HuberRegression
 
 EOS_SMALL = dict(n=8, d=30, iterations=600, num_eta=6, eta_hi=50.0)
 RATES_SMALL = dict(n=60, d=6, eps_lo=3e-2, num_eps=5, iterations=1500)
@@ -93,26 +90,6 @@ def test_rates_counts_within_bounds_and_nonsmooth_grow_faster():
     assert s["slope_nonsmooth"] > s["slope_smooth"]
     assert np.all(np.diff(cn) >= 0)  # smaller eps never needs fewer iterations
     assert all(c.passed for c in r.claims)
-
-
-def test_rate_problems_share_minimiser_and_match_autograd():
-    g = torch.Generator().manual_seed(3)
-    X = torch.randn(30, 5, generator=g, dtype=torch.float64)
-    w_star = torch.randn(5, generator=g, dtype=torch.float64)
-    y = X @ w_star
-    ls, lad = LeastSquares(X, y), LeastAbsoluteDeviations(X, y)
-    torch.testing.assert_close(ls.minimiser(), w_star, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(lad.minimiser(), w_star, rtol=1e-10, atol=1e-12)
-    W = torch.randn(3, 5, generator=g, dtype=torch.float64)
-    for p in (ls, lad):
-        v, gr = p.value_and_grad(W)
-        v2, g2 = autograd_value_and_grad(p.value, W)
-        torch.testing.assert_close(v, v2, rtol=1e-14, atol=0)
-        torch.testing.assert_close(gr, g2, rtol=1e-12, atol=1e-14)
-    assert ls.smoothness == pytest.approx(float(torch.linalg.eigvalsh(X.T @ X)[-1]) / 30, rel=1e-12)
-    # G bounds every subgradient norm
-    S = torch.sgn(torch.randn(1000, 30, generator=g, dtype=torch.float64))
-    assert float(torch.linalg.vector_norm(S @ X / 30, dim=1).max()) <= lad.lipschitz
 
 
 def test_rate_helpers():

@@ -9,7 +9,7 @@ from ndgm.analysis.gdmap import (exceptional_step_sizes, gd_map, jacobian_det, m
                                  singularity_probe)
 from ndgm.errors import NdgmError
 from ndgm.problems import Quadratic, autograd_value_and_grad
-from ndgm.toys import Quartic1D
+from ndgm.problems import Quartic1D
 
 # The Hessian and det(I - eta H) of every problem in cases.PROBLEMS (the toys included) are
 # checked against dense references in test_hessian.py; this file holds the GD-map science.

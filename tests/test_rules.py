@@ -30,7 +30,7 @@ def test_rule_bitwise_equals_torch_optim(name, rule, make_opt, d):
     W = W0.clone()
     state = rule.init(W)
     for t in range(steps):
-        W = rule.step(W, grads[t], lrs, state, t + 1)
+        W, state = rule.step(W, grads[t], lrs, state, t + 1)
 
     for k in range(K):
         p = torch.nn.Parameter(W0[k].clone())
@@ -39,3 +39,18 @@ def test_rule_bitwise_equals_torch_optim(name, rule, make_opt, d):
             p.grad = grads[t, k].clone()
             opt.step()
         assert torch.equal(p.detach(), W[k]), f"{name}: config {k} differs from torch.optim"
+
+
+@pytest.mark.parametrize("name,rule,make_opt", CASES, ids=[c[0] for c in CASES])
+def test_rule_is_a_pure_function_of_gradient_and_state(name, rule, make_opt):
+    g = torch.Generator().manual_seed(0)
+    W, G = torch.randn(2, 2, 5, generator=g, dtype=torch.float64)  # (K, d) = (2, 5) each
+    lr = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    state = rule.init(W)
+    _, state = rule.step(W, G, lr, state, 1)  # a state with tensors in it (momentum's buffer appears now)
+    inputs = [W, G, lr, *state.values()]
+    before = [x.clone() for x in inputs]
+    W1, state1 = rule.step(W, G, lr, state, 2)
+    assert all(torch.equal(x, b) for x, b in zip(inputs, before)), f"{name} modified an input"
+    W2, state2 = rule.step(W, G, lr, state, 2)  # same inputs, same outputs
+    assert torch.equal(W1, W2) and all(torch.equal(state1[k], state2[k]) for k in state1)

@@ -7,11 +7,11 @@ from sklearn.linear_model import Lasso as SkLasso
 
 from ndgm.data.tabular import load_diabetes_standardised, standardise
 from ndgm.errors import NdgmError
-from ndgm.problems import L1Penalty
+from ndgm.problems import HuberRegression, L1L2Penalty, L1Penalty, Lasso, LeastSquares
 from ndgm.analysis.sparsity import sparsity_audit
 from ndgm.device import torch_threads
-from ndgm.sparse import RDA, L1Regression, LassoObjective, ProxAdam, ProxSGD, fista, ista, lasso_objective, soft_threshold
-from ndgm.sparse import solvers
+from ndgm.sparse import (RDA, AcceleratedRDA, L1Regression, ProxAdam, ProxSGD, fista, ista, soft_threshold,
+                         solve_lasso, solvers)
 from ndgm.sparse.optim import fit_grouped
 
 ALPHAS = [0.01, 0.05, 0.2]
@@ -28,6 +28,25 @@ def random_instance(seed, n=60, d=15, k=5):
     w = np.zeros(d)
     w[:k] = rs.randn(k)
     return X, X @ w + 0.1 * rs.randn(n)
+
+
+def lasso_objective(X, y, w, alpha) -> float:
+    """scikit-learn's ``(1/2n)||y - Xw||^2 + alpha ||w||_1`` of one weight vector, in float64."""
+    X, y, w = (torch.as_tensor(np.asarray(v, dtype=np.float64)) for v in (X, y, w))
+    return float(Lasso(X, y, alpha, scaling="mean").value(w.reshape(1, -1))[0])
+
+
+def on_arrays(solver):
+    """``solver`` on scikit-learn's LASSO given as arrays: the (datafit, penalty) pair built here."""
+    def solve(X, y, alpha, **kwargs):
+        X = torch.as_tensor(X)
+        y = torch.as_tensor(y, dtype=X.dtype)
+        alpha = torch.as_tensor(alpha, dtype=X.dtype).reshape(-1)
+        return solver(LeastSquares(X, y, scaling="mean"), L1Penalty(alpha), **kwargs)
+    return solve
+
+
+SOLVERS = pytest.mark.parametrize("solver", [on_arrays(ista), on_arrays(fista)], ids=["ista", "fista"])
 
 
 def sklearn_lasso(X, y, alpha):
@@ -131,7 +150,7 @@ def test_accelerated_rda_first_steps_by_hand():
     A, b, w0 = rs.randn(7, 4), rs.randn(7), rs.randn(4)
     lr, l1 = 0.05, 0.8
     w = torch.tensor(w0, requires_grad=True)
-    opt = RDA([w], lr=lr, l1=l1, accelerated=True)
+    opt = AcceleratedRDA([w], lr=lr, l1=l1)
     At, bt = torch.as_tensor(A), torch.as_tensor(b)
 
     def closure():
@@ -156,14 +175,13 @@ def test_accelerated_rda_first_steps_by_hand():
         np.testing.assert_array_equal(w.detach().numpy() == 0, x == 0)  # the reported point is the soft threshold
 
 
-def test_accelerated_rda_needs_a_closure_and_a_bool():
+def test_accelerated_rda_needs_a_closure():
     w = torch.zeros(3, requires_grad=True)
-    opt = RDA([w], lr=0.1, l1=0.1, accelerated=True)
+    opt = AcceleratedRDA([w], lr=0.1, l1=0.1)
+    assert opt.needs_closure and not RDA([w]).needs_closure
     w.sum().backward()
     with pytest.raises(NdgmError, match="closure"):
         opt.step()
-    with pytest.raises(NdgmError, match="accelerated"):
-        RDA([w], lr=0.1, accelerated="yes")
 
 
 def test_accelerated_rda_obeys_its_rate_bound(diabetes):
@@ -174,7 +192,7 @@ def test_accelerated_rda_obeys_its_rate_bound(diabetes):
     f_ref = lasso_objective(X, y, ref, a)
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
     w = torch.zeros(10, dtype=torch.float64, requires_grad=True)
-    opt = RDA([w], lr=lr, l1=a, accelerated=True)
+    opt = AcceleratedRDA([w], lr=lr, l1=a)
 
     def closure():
         opt.zero_grad()
@@ -190,15 +208,13 @@ def test_accelerated_rda_obeys_its_rate_bound(diabetes):
 
 @pytest.mark.parametrize("bad", [dict(lr=-1.0), dict(lr=0.0), dict(l1=-0.1), dict(l1=float("nan"))])
 def test_optimizers_reject_bad_hyperparameters(bad):
-    for cls in (ProxSGD, ProxAdam, RDA):
+    for cls in (ProxSGD, ProxAdam, RDA, AcceleratedRDA):
         kw = {"lr": 0.1, "l1": 0.1, **bad}
         with pytest.raises(NdgmError, match="lr|l1"):
             cls([torch.zeros(2, requires_grad=True)], **kw)
-    with pytest.raises(NdgmError, match="lr|l1"):
-        RDA([torch.zeros(2, requires_grad=True)], accelerated=True, **{"lr": 0.1, "l1": 0.1, **bad})
 
 
-@pytest.mark.parametrize("solver", [ista, fista])
+@SOLVERS
 def test_batched_ista_fista_match_sklearn_on_diabetes_and_random(solver, diabetes):
     for X, y, alphas in ((*diabetes, ALPHAS), (*random_instance(0), [0.01, 0.1, 0.5])):
         res = solver(X, y, alphas, tol=1e-12)
@@ -210,13 +226,31 @@ def test_batched_ista_fista_match_sklearn_on_diabetes_and_random(solver, diabete
             assert torch.allclose(alone, res.coef[k], atol=1e-10)
 
 
+def test_solvers_take_any_least_squares_scaling_and_refuse_other_pairs(diabetes):
+    # ||Xw - y||^2 + 2n alpha ||w||_1 is scikit-learn's objective times 2n: the same minimiser and zeros.
+    X, y = (torch.as_tensor(v) for v in diabetes)
+    n = X.shape[0]
+    for solver in (ista, fista):
+        mean = solver(LeastSquares(X, y, scaling="mean"), L1Penalty(torch.tensor(ALPHAS, dtype=torch.float64)), tol=1e-12)
+        total = solver(LeastSquares(X, y, scaling="sum"), L1Penalty(2 * n * torch.tensor(ALPHAS, dtype=torch.float64)),
+                       tol=1e-12 * 2 * n)
+        assert bool(total.converged.all()) and bool(mean.converged.all())
+        assert torch.equal(total.coef == 0, mean.coef == 0)
+        assert torch.allclose(total.coef, mean.coef, rtol=0, atol=1e-9)
+        torch.testing.assert_close(total.objective, 2 * n * mean.objective, rtol=1e-10, atol=0)
+    with pytest.raises(NdgmError, match="LeastSquares"):
+        fista(HuberRegression(X, y), L1Penalty(0.1))
+    with pytest.raises(NdgmError, match="L1Penalty"):
+        fista(LeastSquares(X, y), L1L2Penalty(0.1, 0.1))
+
+
 def test_fista_backtracking_and_fixed_step_agree():
     X, y = random_instance(1)
-    a = fista(X, y, 0.05, tol=1e-12)
-    b = fista(X, y, 0.05, tol=1e-12, backtracking=False)
+    a = solve_lasso(X, y, 0.05, tol=1e-12)
+    b = solve_lasso(X, y, 0.05, tol=1e-12, backtracking=False)
     assert torch.equal(a.coef == 0, b.coef == 0)
     assert torch.allclose(a.coef, b.coef, atol=1e-10)
-    assert float(b.step[0]) == pytest.approx(1 / LassoObjective(torch.as_tensor(X), torch.as_tensor(y), 0.05).smoothness)
+    assert float(b.step[0]) == pytest.approx(1 / LeastSquares(torch.as_tensor(X), torch.as_tensor(y)).smoothness)
 
 
 def test_proximal_optimizers_reach_sklearn_on_diabetes(diabetes):
@@ -228,7 +262,7 @@ def test_proximal_optimizers_reach_sklearn_on_diabetes(diabetes):
             assert_matches_sklearn(X, y, a, c)
         assert opt.certificate() < 1e-5
     # Accelerated RDA (Xiao 2010 sec. 6), O(L/t^2): the sklearn objective to 1e-8 with its exact zeros.
-    coefs, opt = grouped_fit(RDA, X, y, ALPHAS, 1000, lr=1 / L, accelerated=True)
+    coefs, opt = grouped_fit(AcceleratedRDA, X, y, ALPHAS, 1000, lr=1 / L)
     for a, c in zip(ALPHAS, coefs):
         assert_matches_sklearn(X, y, a, c)
     assert opt.certificate() < 1e-10
@@ -247,7 +281,7 @@ def test_proximal_optimizers_reach_sklearn_on_a_random_instance():
     L = float(np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1])
     alphas = [0.02, 0.2]
     for cls, iters, kw in ((ProxSGD, 3000, dict(lr=1 / L)), (ProxAdam, 4000, dict(lr=1e-3)),
-                           (RDA, 1500, dict(lr=1 / L, accelerated=True))):
+                           (AcceleratedRDA, 1500, dict(lr=1 / L))):
         coefs, _ = grouped_fit(cls, X, y, alphas, iters, **kw)
         for a, c in zip(alphas, coefs):
             assert_matches_sklearn(X, y, a, c)
@@ -263,7 +297,7 @@ def test_accelerated_rda_reaches_sklearn_on_random_instances(seed):
     w[:5] = rs.randn(5)
     y = X @ w + 0.1 * rs.randn(n)
     alphas = [f * np.abs(X.T @ y).max() / n for f in (0.01, 0.1, 0.5)]
-    coefs, _ = grouped_fit(RDA, X, y, alphas, 3000, lr=1 / lipschitz(X), accelerated=True)
+    coefs, _ = grouped_fit(AcceleratedRDA, X, y, alphas, 3000, lr=1 / lipschitz(X))
     for a, c in zip(alphas, coefs):
         assert_matches_sklearn(X, y, a, c)
 
@@ -271,13 +305,13 @@ def test_accelerated_rda_reaches_sklearn_on_random_instances(seed):
 def test_certificate_is_zero_at_the_solution_and_positive_elsewhere(diabetes):
     X, y = diabetes
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
-    prob = LassoObjective(Xt, yt, 0.05)
+    prob = Lasso(Xt, yt, 0.05, scaling="mean")
     w = torch.as_tensor(sklearn_lasso(X, y, 0.05))[None]
     assert float(prob.certificate(w)[0]) < 1e-10
     zero = torch.zeros(1, 10, dtype=torch.float64)
-    grad0 = prob.smooth_value_and_grad(zero)[1]
+    grad0 = prob.datafit.value_and_grad(zero)[1]
     assert float(prob.certificate(zero)[0]) == pytest.approx(float(grad0.abs().max()) - 0.05)
-    assert float(L1Penalty(0.05).subdiff_distance(w, prob.smooth_value_and_grad(w)[1])[0]) < 1e-10
+    assert float(L1Penalty(0.05).subdiff_distance(w, prob.datafit.value_and_grad(w)[1])[0]) < 1e-10
 
 
 def test_subgradient_methods_leave_no_exact_zeros(diabetes):
@@ -301,6 +335,10 @@ def test_estimator_follows_sklearn_conventions(diabetes):
     for method in ("ista", "proxsgd", "acrda"):
         assert_matches_sklearn(X, y, 0.2, L1Regression(method=method, alpha=0.2, max_iter=3000).fit(X, y).coef_)
     assert np.all(L1Regression(method="fista", alpha=10.0).fit(X, y).coef_ == 0)  # alpha above alpha_max
+    # a registry alias is the same method
+    for alias, name in (("proxsgd", "prox-sgd"), ("ndgm", "sgd"), ("GD", "sgd")):
+        a, b = (L1Regression(method=m, alpha=0.2, max_iter=200).fit(X, y).coef_ for m in (alias, name))
+        assert np.array_equal(a, b), alias
 
 
 @pytest.mark.parametrize("kwargs,fit_args,needle", [
@@ -351,7 +389,7 @@ def wide_instance(seed, n=12, d=30, k=4):
     return X, X @ w + 0.05 * rs.randn(n)
 
 
-@pytest.mark.parametrize("solver", [ista, fista])
+@SOLVERS
 def test_gram_and_data_forms_agree_and_match_sklearn(solver, diabetes):
     # Tall problems (n >= d) default to the Gram form, wide ones to the data form; force each both ways.
     for X, y, alphas in ((*diabetes, ALPHAS), (*random_instance(3), [0.02, 0.3]), (*wide_instance(4), [0.05, 0.5])):
@@ -371,12 +409,12 @@ def test_gram_and_data_forms_agree_and_match_sklearn(solver, diabetes):
 def test_backtracking_recovers_from_an_underestimated_lipschitz_constant(monkeypatch, diabetes):
     X, y = diabetes
     L = float(np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1])
-    honest = fista(X, y, ALPHAS, tol=1e-12)
+    honest = solve_lasso(X, y, ALPHAS, tol=1e-12)
     assert torch.allclose(honest.step, torch.full((3,), 1 / L, dtype=torch.float64), rtol=1e-12)
     lipschitz = solvers._Backend.lipschitz
     monkeypatch.setattr(solvers._Backend, "lipschitz", lambda self, A: lipschitz(self, A) / 64)
     for gram in (True, False):
-        res = fista(X, y, ALPHAS, tol=1e-12, gram=gram)
+        res = solve_lasso(X, y, ALPHAS, tol=1e-12, gram=gram)
         assert bool(res.converged.all())
         # L climbed by doublings from lambda_max / 64 and stopped at lambda_max (2^6 times the start,
         # exactly), where the sufficient-decrease test can no longer fail.
@@ -384,10 +422,10 @@ def test_backtracking_recovers_from_an_underestimated_lipschitz_constant(monkeyp
         for k, a in enumerate(ALPHAS):
             assert_matches_sklearn(X, y, a, res.coef[k].numpy())
     # without backtracking the underestimate is kept: the step is the (too long) 64 / L
-    assert float(fista(X, y, 0.05, tol=1e-8, max_iter=50, backtracking=False).step[0]) == pytest.approx(64 / L)
+    assert float(solve_lasso(X, y, 0.05, tol=1e-8, max_iter=50, backtracking=False).step[0]) == pytest.approx(64 / L)
 
 
-@pytest.mark.parametrize("solver", [ista, fista])
+@SOLVERS
 def test_torch_loop_matches_numpy_loop(solver, monkeypatch, diabetes):
     # Off the CPU the loop runs in torch; run that code here and compare with the numpy loop.
     X, y = diabetes
@@ -403,9 +441,9 @@ def test_torch_loop_matches_numpy_loop(solver, monkeypatch, diabetes):
 
 def test_float32_input_stays_float32(diabetes):
     X, y = (torch.as_tensor(v, dtype=torch.float32) for v in diabetes)
-    res = fista(X, y, ALPHAS, tol=1e-5)
+    res = solve_lasso(X, y, ALPHAS, tol=1e-5)
     assert res.coef.dtype == res.objective.dtype == res.step.dtype == torch.float32
     assert bool(res.converged.all())
-    ref = fista(*diabetes, ALPHAS, tol=1e-12)
+    ref = solve_lasso(*diabetes, ALPHAS, tol=1e-12)
     assert torch.equal(res.coef == 0, ref.coef == 0)
     assert torch.allclose(res.coef.double(), ref.coef, atol=1e-4)

@@ -11,7 +11,7 @@ from ndgm.errors import NdgmError
 from ndgm.experiments.sgd_montecarlo import sgd_runs
 from ndgm.experiments.stability_toy import EXPECTED_INTERVALS
 from ndgm.problems import autograd_value_and_grad
-from ndgm.toys import PAPER_SCALE, TwoPointReLU
+from ndgm.problems import PAPER_SCALE, TwoPointReLU
 
 A = (0.81, 6.25)
 

@@ -31,19 +31,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import registry
 from .data.images import ImageData
 from .errors import NdgmError
 from .nets import count_parameters
-from .sparse.optim import ProxAdam, ProxSGD
 from .store import DEFAULT_ROOT, atomic_write, config_hash
 
 __all__ = ["History", "train", "evaluate", "l1_norm", "make_optimizer", "NDGM", "PROX", "OPTIMIZERS",
            "epoch_generator", "seeded", "checkpoint_folder"]
 
-# Optimizer names of `make_optimizer`: NDGM ones (the L1 term's gradient is lam * sgn(theta))
-# and proximal ones (soft thresholding in the step).
-NDGM = ("sgd", "rmsprop", "adam")
-PROX = ("prox-sgd", "prox-adam")
+# Optimizer names of `make_optimizer` (from `ndgm.registry`): NDGM ones (the L1 term's gradient is
+# lam * sgn(theta)) and their proximal counterparts (soft thresholding in the step).
+NDGM = registry.names("ndgm", has="optimizer")
+PROX = tuple(name for name in registry.names("prox", has="optimizer") if registry.get(name).counterpart in NDGM)
 OPTIMIZERS = NDGM + PROX
 
 
@@ -75,18 +75,12 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 
 
 def make_optimizer(name: str, params, lr: float, l1: float = 0.0) -> torch.optim.Optimizer:
-    """torch.optim SGD / RMSprop / Adam with library defaults, or `ndgm.sparse.optim`'s
-    ``ProxSGD`` / ``ProxAdam`` with L1 weight ``l1`` (these apply the penalty in their step)."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name in PROX:
-        cls = ProxSGD if name == "prox-sgd" else ProxAdam
-        return cls(params, lr=lr, l1=l1)
-    raise NdgmError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    """An optimizer of `OPTIMIZERS` by its registry name: torch.optim SGD / RMSprop / Adam with library
+    defaults, or `ndgm.sparse.optim`'s ``ProxSGD`` / ``ProxAdam`` with L1 weight ``l1`` (these apply
+    the penalty in their step)."""
+    if name not in OPTIMIZERS:
+        raise NdgmError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return registry.get(name).build_optimizer(params, lr=lr, l1=l1)
 
 
 @torch.no_grad()

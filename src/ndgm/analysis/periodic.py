@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import NdgmError, check_int, check_positive
-from ..toys import TwoPointReLU
+from ..problems import TwoPointReLU
 
 __all__ = ["periodic_orbits", "orbit_multipliers", "is_stable", "stability_threshold", "Attractors", "attractors"]
 

@@ -1,7 +1,7 @@
 """Dynamics: update rules, step-size schedules and the batched trajectory engine."""
 
 from .engine import Trajectory, run_trajectory
-from .rules import GD, RULES, Adam, Momentum, RMSProp, UpdateRule, make_rule
+from .rules import GD, Adam, Momentum, RMSProp, UpdateRule, make_rule
 from .schedules import Constant, DecayOnIncrease, InvSqrt, Schedule, StepDecay, make_schedule
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "Momentum",
     "RMSProp",
     "Adam",
-    "RULES",
     "make_rule",
     "Schedule",
     "Constant",

@@ -54,23 +54,8 @@ class Trajectory:
     weights: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
-    def n_iter(self) -> int:
-        return self.loss.shape[0]
-
-    @property
     def diverged(self) -> np.ndarray:
         return self.diverged_at >= 0
-
-    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """Flat dict of arrays for the run store (weights as ``weights_at`` + ``weights``)."""
-        out = {prefix + k: getattr(self, k) for k in SERIES}
-        out[prefix + "final"] = self.final
-        out[prefix + "diverged_at"] = self.diverged_at
-        if self.weights:
-            its = sorted(self.weights)
-            out[prefix + "weights_at"] = np.asarray(its)
-            out[prefix + "weights"] = np.stack([self.weights[i] for i in its])
-        return out
 
 
 def run_trajectory(
@@ -146,7 +131,8 @@ def run_trajectory(
         prev_loss = loss
         # A configuration whose loss is not finite keeps its iterate: it has stopped. (Its loss
         # stays non-finite, so it stays stopped.) Bookkeeping happens once, after the loop.
-        W = torch.where(torch.isfinite(loss)[:, None], rule.step(W, G, lr_t, state, t + 1), W)
+        W_next, state = rule.step(W, G, lr_t, state, t + 1)
+        W = torch.where(torch.isfinite(loss)[:, None], W_next, W)
         if check_every and (t + 1) % check_every == 0 and not bool(torch.isfinite(loss).any()):
             break  # every configuration diverged; the rest of the series stays NaN
 

@@ -1,10 +1,14 @@
-"""Update rules on a leading configuration axis (optax style, PyTorch semantics).
+"""Update rules on a leading configuration axis: pure functions (optax style), PyTorch semantics.
 
-Each rule turns ``(W, G, lr, state, t)`` into the next ``W``; ``W`` and ``G`` have shape
-``(K, d)`` and ``lr`` shape ``(K,)``, so one rule serves one run or a whole sweep. The
-arithmetic is written with the same tensor kernels, in the same order, as
-``torch.optim.SGD``, ``RMSprop`` and ``Adam`` (single-tensor CPU path), so that in
-float64 a step is bit-identical to theirs on the same inputs; the tests check this.
+A rule holds only hyperparameters. ``init(W)`` makes its state and ``step(W, G, lr, state, t)``
+returns the next iterate and a NEW state; no tensor passed in is modified, so a rule (and a
+state) can be reused. ``W`` and ``G`` have shape ``(K, d)`` and ``lr`` shape ``(K,)``, so one
+rule serves one run or a whole sweep. The arithmetic is written with the same tensor kernels,
+in the same order, as ``torch.optim.SGD``, ``RMSprop`` and ``Adam`` (single-tensor CPU path;
+their in-place kernels here out of place), so that in float64 a step is bit-identical to
+theirs on the same inputs; the tests check this.
+
+Rules are built by name through `ndgm.registry` (`make_rule`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import NdgmError
+from .. import registry
 
-__all__ = ["UpdateRule", "GD", "Momentum", "RMSProp", "Adam", "make_rule", "RULES"]
+__all__ = ["UpdateRule", "GD", "Momentum", "RMSProp", "Adam", "make_rule"]
 
 
 def _neg_col(lr: Tensor) -> Tensor:
@@ -24,19 +28,14 @@ def _neg_col(lr: Tensor) -> Tensor:
 
 
 class UpdateRule:
-    """Base class: ``init`` makes the state, ``step`` returns the next iterate."""
-
-    name = "rule"
+    """Base class: ``init`` makes the state, ``step`` returns the next iterate and the next state."""
 
     def init(self, W: Tensor) -> dict:
         return {}
 
-    def step(self, W: Tensor, G: Tensor, lr: Tensor, state: dict, t: int) -> Tensor:
-        """One update at step count ``t`` (1-based, as torch counts Adam steps)."""
+    def step(self, W: Tensor, G: Tensor, lr: Tensor, state: dict, t: int) -> tuple[Tensor, dict]:
+        """One update at step count ``t`` (1-based, as torch counts Adam steps): ``(W_next, state_next)``."""
         raise NotImplementedError
-
-    def hyperparameters(self) -> dict:
-        return {}
 
 
 @dataclass
@@ -47,10 +46,9 @@ class GD(UpdateRule):
     ``addcmul`` with a per-row ``-lr`` is the same fused operation.
     """
 
-    name = "gd"
 
     def step(self, W, G, lr, state, t):
-        return torch.addcmul(W, G, _neg_col(lr))
+        return torch.addcmul(W, G, _neg_col(lr)), state
 
 
 @dataclass
@@ -64,20 +62,12 @@ class Momentum(UpdateRule):
     momentum: float = 0.9
     dampening: float = 0.0
     nesterov: bool = False
-    name = "momentum"
 
     def step(self, W, G, lr, state, t):
         buf = state.get("buf")
-        if buf is None:
-            buf = G.detach().clone()
-            state["buf"] = buf
-        else:
-            buf.mul_(self.momentum).add_(G, alpha=1 - self.dampening)
+        buf = G.detach().clone() if buf is None else buf.mul(self.momentum).add(G, alpha=1 - self.dampening)
         direction = G.add(buf, alpha=self.momentum) if self.nesterov else buf
-        return torch.addcmul(W, direction, _neg_col(lr))
-
-    def hyperparameters(self):
-        return {"momentum": self.momentum, "dampening": self.dampening, "nesterov": self.nesterov}
+        return torch.addcmul(W, direction, _neg_col(lr)), {"buf": buf}
 
 
 @dataclass
@@ -90,20 +80,15 @@ class RMSProp(UpdateRule):
 
     alpha: float = 0.99
     eps: float = 1e-8
-    name = "rmsprop"
 
     def init(self, W):
         return {"square_avg": torch.zeros_like(W)}
 
     def step(self, W, G, lr, state, t):
-        sq = state["square_avg"]
-        sq.mul_(self.alpha).addcmul_(G, G, value=1 - self.alpha)
+        sq = state["square_avg"].mul(self.alpha).addcmul_(G, G, value=1 - self.alpha)
         avg = sq.sqrt().add_(self.eps)
         # torch: p.addcdiv_(g, avg, value=-lr) == p + (-lr * g) / avg, elementwise.
-        return W.addcdiv(_neg_col(lr) * G, avg)
-
-    def hyperparameters(self):
-        return {"alpha": self.alpha, "eps": self.eps}
+        return W.addcdiv(_neg_col(lr) * G, avg), {"square_avg": sq}
 
 
 @dataclass
@@ -118,33 +103,22 @@ class Adam(UpdateRule):
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    name = "adam"
 
     def init(self, W):
         return {"exp_avg": torch.zeros_like(W), "exp_avg_sq": torch.zeros_like(W)}
 
     def step(self, W, G, lr, state, t):
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.lerp_(G, 1 - self.beta1)
-        v.mul_(self.beta2).addcmul_(G, G, value=1 - self.beta2)
+        m = state["exp_avg"].lerp(G, 1 - self.beta1)
+        v = state["exp_avg_sq"].mul(self.beta2).addcmul_(G, G, value=1 - self.beta2)
         step = float(t)  # torch reads its step counter as a Python float
         bias_correction1 = 1 - self.beta1**step
         bias_correction2_sqrt = (1 - self.beta2**step) ** 0.5
         step_size = lr / bias_correction1
         denom = (v.sqrt() / bias_correction2_sqrt).add_(self.eps)
-        return W.addcdiv(_neg_col(step_size) * m, denom)
-
-    def hyperparameters(self):
-        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
-
-
-RULES = {"gd": GD, "sgd": GD, "ndgm": GD, "momentum": Momentum, "rmsprop": RMSProp, "adam": Adam}
+        return W.addcdiv(_neg_col(step_size) * m, denom), {"exp_avg": m, "exp_avg_sq": v}
 
 
 def make_rule(name: str, **hyper) -> UpdateRule:
-    """Build an update rule by name (``gd``/``sgd``/``ndgm``, ``momentum``, ``rmsprop``, ``adam``)."""
-    try:
-        cls = RULES[name.lower()]
-    except KeyError:
-        raise NdgmError(f"unknown optimizer {name!r}; choose one of {', '.join(sorted(RULES))}") from None
-    return cls(**hyper)
+    """Build an update rule by its `ndgm.registry` name: ``sgd`` (aliases ``gd``, ``ndgm``),
+    ``momentum``, ``rmsprop``, ``adam``."""
+    return registry.get(name, has="rule").build_rule(**hyper)

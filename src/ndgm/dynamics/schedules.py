@@ -25,9 +25,6 @@ class Schedule:
     def __call__(self, t: int, lr: Tensor, lr0: Tensor, loss: Tensor, prev_loss: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def params(self) -> dict:
-        return {}
-
 
 @dataclass
 class Constant(Schedule):
@@ -49,9 +46,6 @@ class StepDecay(Schedule):
 
     def __call__(self, t, lr, lr0, loss, prev_loss):
         return lr0 * self.gamma ** (t // self.step_size)
-
-    def params(self):
-        return {"step_size": self.step_size, "gamma": self.gamma}
 
 
 @dataclass
@@ -77,9 +71,6 @@ class DecayOnIncrease(Schedule):
 
     def __call__(self, t, lr, lr0, loss, prev_loss):
         return torch.where(loss > prev_loss, lr * self.factor, lr)
-
-    def params(self):
-        return {"factor": self.factor}
 
 
 def make_schedule(name: str, **params) -> Schedule:

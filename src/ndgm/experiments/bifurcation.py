@@ -12,7 +12,7 @@ import numpy as np
 
 from ..analysis.periodic import attractors, is_stable, orbit_multipliers, periodic_orbits, stability_threshold
 from ..errors import NdgmError
-from ..toys import PAPER_SCALE, TwoPointReLU
+from ..problems import PAPER_SCALE, TwoPointReLU
 from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (paper Fig. 3 left)"

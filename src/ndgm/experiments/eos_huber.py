@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..analysis.rates import LeastSquares, subgradient_best_gap_bound
+from ..analysis.rates import subgradient_best_gap_bound
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
-from ..problems import HuberRegression
+from ..problems import HuberRegression, LeastSquares
 from .base import Claim, Context, Experiment, Param
 
 SOURCE = "paper section 5, Prop. 5.1 / Fig. 4"
@@ -106,7 +106,7 @@ class EoSHuber(Experiment):
         n, d, delta, T = config["n"], config["d"], config["delta"], config["iterations"]
         X, y = huber_data(n, d, config["seed"], dtype, device)
         huber = HuberRegression(X, y, delta)
-        quad = LeastSquares(X, y, scale="sum")  # Hessian X^T X: the same sharpness
+        quad = LeastSquares(X, y, scaling="half")  # Hessian X^T X: the same sharpness
         lam = huber.smoothness
         factors = np.logspace(np.log10(config["eta_lo"]), np.log10(config["eta_hi"]), config["num_eta"])
         etas = factors * 2.0 / lam

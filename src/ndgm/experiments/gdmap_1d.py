@@ -17,7 +17,7 @@ import torch
 
 from ..analysis.gdmap import exceptional_step_sizes, saddle_avoidance, singularity_probe
 from ..errors import NdgmError
-from ..toys import Quartic1D
+from ..problems import Quartic1D
 from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.2 (paper Fig. 1)"

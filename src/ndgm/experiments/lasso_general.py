@@ -24,8 +24,8 @@ from ..dynamics.rules import make_rule
 from ..errors import NdgmError
 from ..problems import Lasso
 from ..sparse.estimator import L1Regression
-from ..sparse.optim import RDA, ProxAdam, ProxSGD, fit_grouped
-from ..sparse.solvers import LassoObjective, fista
+from ..sparse.optim import RDA, AcceleratedRDA, ProxAdam, ProxSGD, fit_grouped
+from ..sparse.solvers import fista, solve_lasso
 from .base import Claim, Context, Experiment, Param
 
 
@@ -91,12 +91,10 @@ class LassoGeneral(Experiment):
         W_ndgm = traj.final
         Xn, yn = X.cpu().double().numpy(), y.cpu().double().numpy()
         W_exact = exact_lasso_path(Xn, yn, lams)
-        fis = fista(X.double().cpu(), y.double().cpu(), torch.tensor(lams / (2 * n)), tol=1e-11)
+        fis = solve_lasso(X.double().cpu(), y.double().cpu(), torch.tensor(lams / (2 * n)), tol=1e-11)
         W_fista = fis.coef.numpy()
 
-        def objective(W):
-            r = W @ Xn.T - yn
-            return (r**2).sum(1) + lams * np.abs(W).sum(1)
+        objective = Lasso(torch.as_tensor(Xn), torch.as_tensor(yn), lams).value  # float64, on the numpy iterates
 
         lam_crit = float(np.abs(2 * Xn.T @ yn).max())  # the smallest lam with exact solution 0
         G = len(grid)  # rows [:G] are the grid, rows [G:] the pair
@@ -185,7 +183,7 @@ class LassoReal(Experiment):
         Xn, yn = X.double().numpy(), y.double().numpy()
         n, d = X.shape
         a_t = torch.tensor(alphas, dtype=dtype)
-        problem = LassoObjective(X, y, a_t)
+        problem = Lasso(X, y, a_t, scaling="mean")
         T = config["iterations"]
         coefs: dict[str, np.ndarray] = {}
         sk = np.stack([SkLasso(alpha=a, fit_intercept=False, tol=1e-14, max_iter=1_000_000).fit(Xn, yn).coef_
@@ -197,7 +195,7 @@ class LassoReal(Experiment):
             tr = run_trajectory(problem, torch.zeros(len(alphas), d, dtype=dtype), lr, T, make_rule(name),
                                 progress=progress, desc=f"lasso-real {name}")
             coefs[name] = tr.final
-        coefs["fista"] = fista(X, y, a_t, tol=1e-12).coef.numpy()
+        coefs["fista"] = fista(problem.datafit, problem.penalty, tol=1e-12).coef.numpy()
         coefs["ista"] = np.stack([L1Regression(method="ista", alpha=a, max_iter=100000, tol=1e-12, dtype=config["dtype"])
                                   .fit(Xn, yn).coef_ for a in alphas])
         P = config["prox_iterations"]
@@ -205,8 +203,9 @@ class LassoReal(Experiment):
         coefs["proxadam"] = fit_grouped(ProxAdam, X, y, alphas, P, lr=config["adam_lr"])[0]
         coefs["rda"] = fit_grouped(RDA, X, y, alphas, P, lr=config["rda_lr"])[0]
         acrda_lr = config["acrda_lr"] or 1.0 / problem.smoothness
-        coefs["acrda"] = fit_grouped(RDA, X, y, alphas, P, lr=acrda_lr, accelerated=True)[0]
-        cert_problem = LassoObjective(torch.as_tensor(Xn), torch.as_tensor(yn), torch.tensor(alphas, dtype=torch.float64))
+        coefs["acrda"] = fit_grouped(AcceleratedRDA, X, y, alphas, P, lr=acrda_lr)[0]
+        cert_problem = Lasso(torch.as_tensor(Xn), torch.as_tensor(yn), torch.tensor(alphas, dtype=torch.float64),
+                             scaling="mean")
         table = {}
         for name, W in coefs.items():
             Wt = torch.as_tensor(W, dtype=torch.float64)

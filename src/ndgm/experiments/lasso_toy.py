@@ -222,14 +222,14 @@ def _zero_hit_test(rule, problem, W0: torch.Tensor, lr: float, warm: int, after:
     state = rule.init(W)
     for t in range(warm):
         _, G = problem.value_and_grad(W)
-        W = rule.step(W, G, lr_t, state, t + 1)
+        W, state = rule.step(W, G, lr_t, state, t + 1)
     hit = torch.zeros(d, dtype=torch.bool, device=W.device)
     hit[::2] = True
     W = torch.where(hit, torch.zeros_like(W), W)
     stayed = torch.ones(K, int(hit.sum()), dtype=torch.bool, device=W.device)
     for t in range(warm, warm + after):
         _, G = problem.value_and_grad(W)
-        W = rule.step(W, G, lr_t, state, t + 1)
+        W, state = rule.step(W, G, lr_t, state, t + 1)
         stayed &= W[:, hit] == 0
     return stayed.double().mean(1).cpu().numpy()
 

@@ -22,12 +22,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..analysis.rates import (
-    LeastAbsoluteDeviations, LeastSquares, iterations_to_reach, loglog_slope, smooth_iterations_bound,
-    subgradient_iterations_bound,
-)
+from ..analysis.rates import iterations_to_reach, loglog_slope, smooth_iterations_bound, subgradient_iterations_bound
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
+from ..problems import LeastAbsoluteDeviations, LeastSquares
 from .base import Claim, Context, Experiment, Param
 
 SOURCE = "spec section 0 (rates the paper leans on)"

@@ -15,7 +15,7 @@ import torch
 
 from ..analysis.stability import toy_lambda
 from ..errors import NdgmError
-from ..toys import PAPER_SCALE, TwoPointReLU
+from ..problems import PAPER_SCALE, TwoPointReLU
 from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (Monte Carlo, computed)"

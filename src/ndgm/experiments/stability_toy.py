@@ -18,7 +18,7 @@ import torch
 from ..analysis.stability import (gd_mu, lyapunov_exact_1d, lyapunov_exponents, normal_basis, stable_intervals,
                                   toy_lambda, toy_mu)
 from ..errors import NdgmError
-from ..toys import PAPER_SCALE, TwoPointReLU
+from ..problems import PAPER_SCALE, TwoPointReLU
 from .base import Claim, Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (paper App. C)"

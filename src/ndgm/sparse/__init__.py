@@ -1,13 +1,14 @@
 """Methods that produce exact zeros on L1-penalised problems, and an estimator to compare them.
 
-`ProxSGD`, `ProxAdam`, `RDA` (``torch.optim`` optimizers with an ``l1`` group option),
-`ista` / `fista` (full-batch, batched over penalties) and `L1Regression` (scikit-learn style).
+`ProxSGD`, `ProxAdam`, `RDA`, `AcceleratedRDA` (``torch.optim`` optimizers with an ``l1`` group
+option), `ista` / `fista` (full-batch, on a datafit + penalty, batched over penalties; `solve_lasso`
+from arrays) and `L1Regression` (scikit-learn style). Their names live in `ndgm.registry`.
 """
 
 from ..problems import soft_threshold
-from .estimator import METHODS, L1Regression
-from .optim import RDA, ProxAdam, ProxSGD
-from .solvers import LassoObjective, SolverResult, fista, ista, lasso_objective
+from .estimator import L1Regression
+from .optim import RDA, AcceleratedRDA, ProxAdam, ProxSGD, fit_grouped
+from .solvers import SolverResult, fista, ista, solve_lasso
 
-__all__ = ["L1Regression", "METHODS", "ProxSGD", "ProxAdam", "RDA", "soft_threshold", "LassoObjective",
-           "SolverResult", "ista", "fista", "lasso_objective"]
+__all__ = ["L1Regression", "ProxSGD", "ProxAdam", "RDA", "AcceleratedRDA", "fit_grouped", "soft_threshold",
+           "SolverResult", "ista", "fista", "solve_lasso"]

@@ -14,22 +14,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import registry
 from ..device import torch_threads
 from ..dynamics import run_trajectory
-from ..dynamics.rules import make_rule
 from ..errors import NdgmError, check_int, check_nonnegative, check_positive
-from .optim import RDA, ProxAdam, ProxSGD, fit_grouped
-from .solvers import LassoObjective, fista, ista
+from ..problems import Lasso
+from .optim import fit_grouped
 
-__all__ = ["L1Regression", "METHODS"]
-
-# method -> (family, default step size; None means 1/L with L = lambda_max(X^T X)/n)
-METHODS = {
-    "ndgm": ("engine", None), "sgd": ("engine", None), "adam": ("engine", 1e-3), "rmsprop": ("engine", 1e-3),
-    "momentum": ("engine", None),
-    "ista": ("solver", None), "fista": ("solver", None),
-    "proxsgd": ("optim", None), "proxadam": ("optim", 1e-3), "rda": ("optim", None), "acrda": ("optim", None),
-}
+__all__ = ["L1Regression"]
 
 
 class L1Regression:
@@ -38,15 +30,17 @@ class L1Regression:
     Parameters
     ----------
     method : str
-        ``'ndgm'``/``'sgd'`` (full-batch subgradient descent), ``'momentum'``, ``'adam'``,
-        ``'rmsprop'`` (differentiate ``alpha*|w|`` with ``sgn(0) = 0``, as autograd does),
-        ``'ista'``, ``'fista'`` (backtracking), ``'proxsgd'``, ``'proxadam'``, ``'rda'`` (Xiao 2009,
-        O(1/sqrt t)), ``'acrda'`` (accelerated RDA, ``RDA(accelerated=True)``, O(L/t^2)).
+        A name of `ndgm.registry` (canonical or alias): ``'sgd'`` (aliases ``'ndgm'``, ``'gd'``:
+        full-batch subgradient descent), ``'momentum'``, ``'adam'``, ``'rmsprop'`` (differentiate
+        ``alpha*|w|`` with ``sgn(0) = 0``, as autograd does), ``'ista'``, ``'fista'`` (backtracking),
+        ``'prox-sgd'`` (``'proxsgd'``), ``'prox-adam'`` (``'proxadam'``), ``'rda'`` (Xiao 2009,
+        O(1/sqrt t)), ``'acrda'`` (`AcceleratedRDA`, O(L/t^2)).
     alpha : float
         Penalty weight (>= 0), scikit-learn's scaling.
     lr : float, optional
-        Step size; default ``1/L`` (``L = lambda_max(X^T X)/n``) for sgd/momentum/proxsgd/rda/acrda,
-        ``1e-3`` for adam/rmsprop/proxadam. Ignored by ista/fista (they backtrack).
+        Step size; default the method's ``default_lr`` in the registry: ``1e-3`` for
+        adam/rmsprop/prox-adam, else ``1/L`` (``L = lambda_max(X^T X)/n``). Ignored by ista/fista
+        (they backtrack).
     max_iter : int
         Iterations (the exact number run by the gradient methods; an upper bound for ista/fista).
     tol : float
@@ -74,8 +68,10 @@ class L1Regression:
         self.dtype = dtype
 
     def _validate(self, X, y):
-        if not isinstance(self.method, str) or self.method.lower() not in METHODS:
-            raise NdgmError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        try:
+            registry.get(self.method)
+        except NdgmError:
+            raise NdgmError(f"method must be one of {', '.join(registry.names())}, got {self.method!r}") from None
         alpha = check_nonnegative("alpha", self.alpha)
         if self.lr is not None:
             check_positive("lr", self.lr)
@@ -103,28 +99,24 @@ class L1Regression:
             return self._fit(X, y, alpha)
 
     def _fit(self, X, y, alpha) -> "L1Regression":
-        method = self.method.lower()
-        family, default_lr = METHODS[method]
-        problem = LassoObjective(X, y, alpha)
-        lr = float(self.lr) if self.lr is not None else (default_lr or 1.0 / problem.smoothness)
+        method = registry.get(self.method)
+        problem = Lasso(X, y, alpha, scaling="mean")
+        lr = float(self.lr) if self.lr is not None else (method.default_lr or 1.0 / problem.smoothness)
         d = X.shape[1]
-        if family == "solver":
-            solve = fista if method == "fista" else ista
-            res = solve(X, y, alpha, max_iter=self.max_iter, tol=self.tol)
+        if method.family == "solver":
+            res = method.solver_function()(problem.datafit, problem.penalty, max_iter=self.max_iter, tol=self.tol)
             w = res.coef[0]
             self.n_iter_ = int(res.n_iter[0])
-        elif family == "engine":
+        elif method.family == "ndgm":
             W0 = torch.zeros(1, d, dtype=X.dtype)
-            traj = run_trajectory(problem, W0, lr, self.max_iter, make_rule(method))
+            traj = run_trajectory(problem, W0, lr, self.max_iter, method.build_rule())
             if traj.diverged[0]:
-                raise NdgmError(f"method {method!r} diverged at iteration {int(traj.diverged_at[0])} with lr={lr:g}; "
-                                "lower lr")
+                raise NdgmError(f"method {self.method!r} diverged at iteration {int(traj.diverged_at[0])} with "
+                                f"lr={lr:g}; lower lr")
             w = torch.as_tensor(traj.final[0])
             self.n_iter_ = int(self.max_iter)
         else:
-            cls = {"proxsgd": ProxSGD, "proxadam": ProxAdam, "rda": RDA, "acrda": RDA}[method]
-            extra = {"accelerated": True} if method == "acrda" else {}
-            _, opt = fit_grouped(cls, X, y, [alpha], self.max_iter, lr=lr, **extra)
+            _, opt = fit_grouped(method.optimizer_class(), X, y, [alpha], self.max_iter, lr=lr)
             # the optimizer's own weight, not fit_grouped's float64 copy: a float32 fit stays float32
             w = opt.param_groups[0]["params"][0].detach()
             self.n_iter_ = int(self.max_iter)

@@ -13,11 +13,12 @@ through ``sgn(w)``. That is what makes exact zeros possible:
   :math:`w_{t+1,j} = 0` if :math:`|\bar g_{t,j}| \le l_1`, else
   :math:`-\tfrac{\sqrt t}{\gamma}(\bar g_{t,j} - l_1\,\mathrm{sgn}(\bar g_{t,j}))`, with
   :math:`\bar g_t` the running average of all gradients. ``lr`` plays the role of ``1/gamma``.
-* `RDA` with ``accelerated=True``: accelerated regularised dual averaging for a smooth loss
+* `AcceleratedRDA`: accelerated regularised dual averaging for a smooth loss
   with known Lipschitz constant :math:`L` (Xiao 2010, JMLR, section 6, Algorithm 3 with
   :math:`\beta_t = 0`; Tseng 2008's accelerated dual averaging), ``lr`` plays :math:`1/L`, rate
   :math:`O(L/t^2)`. It evaluates the gradient at its own extrapolated point, so ``step`` needs a
-  closure; the parameters always hold the proximal-gradient iterate, which has exact zeros.
+  closure (``needs_closure``); the parameters always hold the proximal-gradient iterate, which
+  has exact zeros.
 
 Every optimizer has `certificate()`: :math:`\max_j \mathrm{dist}(-g_j, l_1\,\partial|w_j|)`
 over all parameters, computed from the gradients currently in ``p.grad`` -- call it after a
@@ -33,12 +34,22 @@ import torch
 from torch.optim import Optimizer
 
 from ..errors import NdgmError, check_nonnegative, check_positive
-from ..problems import L1Penalty, soft_threshold
+from ..problems import L1Penalty, LeastSquares, soft_threshold
 
-__all__ = ["ProxSGD", "ProxAdam", "RDA", "fit_grouped"]
+__all__ = ["ProxSGD", "ProxAdam", "RDA", "AcceleratedRDA", "fit_grouped"]
 
 
 class _L1Optimizer(Optimizer):
+    """Shared parts: ``lr`` and ``l1`` checked once, torch's closure convention, the certificate.
+
+    ``needs_closure``: whether ``step`` must be given a closure (it evaluates the gradient itself).
+    """
+
+    needs_closure = False
+
+    def __init__(self, params, lr: float, l1: float, **defaults):
+        super().__init__(params, dict(lr=check_positive("lr", lr), l1=check_nonnegative("l1", l1), **defaults))
+
     @staticmethod
     def _evaluate(closure):
         """The loss from ``closure`` (with gradients enabled), or None: torch's step convention."""
@@ -74,7 +85,7 @@ class ProxSGD(_L1Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-2, l1: float = 0.0):
-        super().__init__(params, dict(lr=check_positive("lr", lr), l1=check_nonnegative("l1", l1)))
+        super().__init__(params, lr, l1)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -104,8 +115,7 @@ class ProxAdam(_L1Optimizer):
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise NdgmError(f"betas must lie in [0, 1), got {betas!r}")
-        super().__init__(params, dict(lr=check_positive("lr", lr), betas=(float(b1), float(b2)),
-                                      eps=check_nonnegative("eps", eps), l1=check_nonnegative("l1", l1)))
+        super().__init__(params, lr, l1, betas=(float(b1), float(b2)), eps=check_nonnegative("eps", eps))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -136,19 +146,44 @@ class ProxAdam(_L1Optimizer):
 
 
 class RDA(_L1Optimizer):
-    r"""l1-regularised dual averaging (Xiao 2009), plain (``lr = 1/gamma``) or accelerated (``lr = 1/L``).
+    r"""l1-regularised dual averaging (Xiao 2009, eq. 10 with :math:`\beta_t = \gamma\sqrt t`, ``lr = 1/gamma``).
 
-    **Plain** (``accelerated=False``, the default; Xiao 2009 eq. 10, :math:`\beta_t = \gamma\sqrt t`):
     :math:`\bar g_t = \frac1t\sum_{s\le t} g_s`,
     :math:`w_{t+1} = -\,\mathrm{lr}\,\sqrt{t}\; S_{l_1}(\bar g_t)`: every coordinate whose
     average gradient lies inside :math:`[-l_1, l_1]` is exactly 0. The prox-centre is 0
     (Xiao's :math:`w_1 = 0`), so the parameters' starting values are ignored after the
     first step. Its guarantee is :math:`O(1/\sqrt t)` in the objective: it identifies the
-    support early but is slow to reach high precision.
+    support early but is slow to reach high precision (`AcceleratedRDA` is the fast variant).
+    """
 
-    **Accelerated** (``accelerated=True``; Xiao 2010 JMLR section 6, AC-RDA with
-    :math:`\beta_t = 0`, for a smooth loss whose gradient is :math:`L`-Lipschitz, ``lr = 1/L``):
-    with weights :math:`a_t = \mathrm{lr}\,t/2`, :math:`A_t = \sum_{s\le t} a_s = \mathrm{lr}\,t(t+1)/4`,
+    def __init__(self, params, lr: float = 1e-2, l1: float = 0.0):
+        super().__init__(params, lr, l1)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = self._evaluate(closure)
+        for group in self.param_groups:
+            lr, l1 = group["lr"], group["l1"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["grad_sum"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                state["grad_sum"].add_(p.grad)
+                gbar = state["grad_sum"] / t
+                p.copy_(soft_threshold(gbar, l1) * (-lr * math.sqrt(t)))
+        return loss
+
+
+class AcceleratedRDA(_L1Optimizer):
+    r"""Accelerated regularised dual averaging (Xiao 2010 JMLR section 6, AC-RDA with :math:`\beta_t = 0`).
+
+    For a smooth loss whose gradient is :math:`L`-Lipschitz, ``lr = 1/L``; rate :math:`O(L/t^2)`.
+    With weights :math:`a_t = \mathrm{lr}\,t/2`, :math:`A_t = \sum_{s\le t} a_s = \mathrm{lr}\,t(t+1)/4`,
     :math:`\theta_t = a_t/A_t = 2/(t+1)` and prox-centre :math:`w_0` (the parameters' starting values),
 
     .. math::
@@ -175,20 +210,18 @@ class RDA(_L1Optimizer):
     returned), and leaves the parameters at :math:`w_t`. One gradient per step.
     """
 
-    def __init__(self, params, lr: float = 1e-2, l1: float = 0.0, accelerated: bool = False):
-        if not isinstance(accelerated, bool):
-            raise NdgmError(f"accelerated must be True or False, got {accelerated!r}")
-        super().__init__(params, dict(lr=check_positive("lr", lr), l1=check_nonnegative("l1", l1),
-                                      accelerated=accelerated))
+    needs_closure = True
+
+    def __init__(self, params, lr: float = 1e-2, l1: float = 0.0):
+        super().__init__(params, lr, l1)
 
     @torch.no_grad()
     def step(self, closure=None):
-        fast = [g for g in self.param_groups if g["accelerated"]]
-        if fast and closure is None:
-            raise NdgmError("RDA(accelerated=True) evaluates the gradient at its own extrapolated point: call "
+        if closure is None:
+            raise NdgmError("AcceleratedRDA evaluates the gradient at its own extrapolated point: call "
                             "step(closure) with a closure that zeroes the gradients, computes the smooth loss and "
                             "calls backward()")
-        for group in fast:  # move to u_t = (1 - theta_t) w_{t-1} + theta_t v_{t-1} before the gradient
+        for group in self.param_groups:  # move to u_t = (1 - theta_t) w_{t-1} + theta_t v_{t-1} before the gradient
             for p in group["params"]:
                 state = self.state[p]
                 if not state:
@@ -199,7 +232,7 @@ class RDA(_L1Optimizer):
                 t = state["step"] + 1
                 p.lerp_(state["dual"], 2.0 / (t + 1))
         loss = self._evaluate(closure)
-        for group in fast:
+        for group in self.param_groups:
             lr, l1 = group["lr"], group["l1"]
             for p in group["params"]:
                 state = self.state[p]
@@ -211,22 +244,6 @@ class RDA(_L1Optimizer):
                 state["weighted_grad_sum"].add_(grad, alpha=a_t)
                 state["dual"] = soft_threshold(state["prox_centre"] - state["weighted_grad_sum"], A_t * l1)
                 p.copy_(soft_threshold(p - lr * grad, lr * l1))
-        for group in self.param_groups:
-            if group["accelerated"]:
-                continue
-            lr, l1 = group["lr"], group["l1"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["grad_sum"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                state["grad_sum"].add_(p.grad)
-                gbar = state["grad_sum"] / t
-                p.copy_(soft_threshold(gbar, l1) * (-lr * math.sqrt(t)))
         return loss
 
 
@@ -234,16 +251,17 @@ def fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas, iterations: int,
                 **optimizer_kwargs) -> tuple[np.ndarray, Optimizer]:
     r"""Fit one LASSO weight vector per ``alpha`` with ONE optimizer whose groups carry ``l1 = alpha``.
 
-    Objective per group: :math:`\frac{1}{2n}\|X w - y\|^2 + \alpha \|w\|_1` (scikit-learn's
-    scaling), from ``w = 0``. The smooth parts are separable, so each group sees only its own
-    gradient. ``RDA(accelerated=True)`` is stepped with a closure (it takes the gradient at its
-    own extrapolated point). After the last step the gradients are refreshed at the returned
-    weights, so ``opt.certificate()`` certifies them.
+    Objective per group: ``LeastSquares(X, y, scaling='mean')`` plus :math:`\alpha \|w\|_1`,
+    :math:`\frac{1}{2n}\|X w - y\|^2 + \alpha \|w\|_1` (scikit-learn's scaling), from ``w = 0``.
+    The smooth parts are separable, so each group sees only its own gradient. An optimizer that
+    `needs_closure` (`AcceleratedRDA`) is stepped with a closure (it takes the gradient at its own
+    extrapolated point). After the last step the gradients are refreshed at the returned weights,
+    so ``opt.certificate()`` certifies them.
 
     Parameters
     ----------
     cls : type
-        `ProxSGD`, `ProxAdam` or `RDA`.
+        `ProxSGD`, `ProxAdam`, `RDA` or `AcceleratedRDA`.
     X : (n, d) array or tensor; y : (n,)
         The weights are made in ``X``'s dtype.
     alphas : sequence of float
@@ -251,7 +269,7 @@ def fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas, iterations: int,
     iterations : int
         Optimizer steps.
     **optimizer_kwargs
-        Passed to ``cls`` (``lr``, ``accelerated``, ...).
+        Passed to ``cls`` (``lr``, ...).
 
     Returns
     -------
@@ -261,18 +279,18 @@ def fit_grouped(cls, X: torch.Tensor, y: torch.Tensor, alphas, iterations: int,
         Group ``k`` holds weight ``k`` as ``opt.param_groups[k]["params"][0]``, in ``X``'s dtype.
     """
     X, y = torch.as_tensor(X), torch.as_tensor(y)
-    n, d = X.shape
-    ws = [torch.zeros(d, dtype=X.dtype, requires_grad=True) for _ in alphas]
+    datafit = LeastSquares(X, y, scaling="mean")
+    ws = [torch.zeros(datafit.dim, dtype=X.dtype, requires_grad=True) for _ in alphas]
     opt = cls([{"params": [w], "l1": float(a)} for w, a in zip(ws, alphas)], **optimizer_kwargs)
 
     def closure():
         opt.zero_grad()
-        loss = sum((X @ w - y).pow(2).sum() for w in ws) / (2 * n)
+        loss = sum(datafit.value(w) for w in ws)
         loss.backward()
         return loss
 
     for _ in range(iterations):
-        if optimizer_kwargs.get("accelerated"):
+        if opt.needs_closure:
             opt.step(closure)
         else:
             closure()

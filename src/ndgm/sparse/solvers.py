@@ -1,15 +1,16 @@
-r"""Full-batch proximal solvers for the LASSO, batched over penalty weights.
+r"""Full-batch proximal solvers for the LASSO, batched over penalty weights (skglm style).
 
-The objective is scikit-learn's scaling,
+`ista` and `fista` take a datafit and a penalty, as ``skglm.solvers.FISTA`` does: a
+`LeastSquares` datafit (any scaling; scikit-learn's is ``'mean'``) and an `L1Penalty` whose
+weight holds K penalties, so that
 
-.. math:: F_\alpha(w) = \frac{1}{2n}\|y - Xw\|_2^2 + \alpha \|w\|_1,
+.. math:: F_\alpha(w) = \frac{1}{2n}\|y - Xw\|_2^2 + \alpha \|w\|_1
 
-evaluated for K penalties at once (``W`` of shape ``(K, d)``, ``alpha`` of shape ``(K,)``).
-ISTA and FISTA take a gradient step on the smooth part and then soft-threshold, so the
-coordinates they set to zero are exactly ``0.0`` -- no thresholding after the fact.
-Each result carries the optimality certificate
-:math:`\mathrm{dist}(-\nabla g(w), \alpha\,\partial\|w\|_1)` from `L1Penalty.subdiff_distance`,
-which is zero exactly at a minimiser.
+is solved for K values of ``alpha`` at once (``W`` of shape ``(K, d)``). They take a gradient
+step on the datafit and then soft-threshold, so the coordinates they set to zero are exactly
+``0.0`` -- no thresholding after the fact. Each result carries the optimality certificate
+``penalty.subdiff_distance(w, grad g(w))``, :math:`\mathrm{dist}(-\nabla g(w), \alpha\,\partial\|w\|_1)`,
+which is zero exactly at a minimiser. `solve_lasso` builds the pair from ``(X, y, alpha)``.
 """
 
 from __future__ import annotations
@@ -22,58 +23,9 @@ import torch
 from torch import Tensor
 
 from ..errors import NdgmError, check_int, check_positive
-from ..problems import L1Penalty, Problem, lambda_max
+from ..problems import L1Penalty, LeastSquares, lambda_max
 
-__all__ = ["LassoObjective", "SolverResult", "ista", "fista", "lasso_objective"]
-
-
-class LassoObjective(Problem):
-    r"""``F(w) = (1/2n)||y - X w||^2 + alpha ||w||_1`` batched over ``alpha`` (shape ``(K,)`` or scalar).
-
-    The same objective as ``sklearn.linear_model.Lasso(fit_intercept=False)``. It equals
-    ``Lasso(X, y, lam=2 n alpha)`` of `ndgm.problems` divided by ``2n``. The smooth part's
-    gradient ``X^T (X w - y) / n`` is Lipschitz with ``L = lambda_max(X^T X) / n``.
-    """
-
-    def __init__(self, X: Tensor, y: Tensor, alpha: float | Tensor):
-        if X.ndim != 2:
-            raise NdgmError(f"X must be a 2-D array, got shape {tuple(X.shape)}")
-        y = y.reshape(-1)
-        if y.shape[0] != X.shape[0]:
-            raise NdgmError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]} rows, y has {y.shape[0]}")
-        self.X, self.y = X, y
-        self.n, self.dim = X.shape
-        self.alpha = alpha
-        self.penalty = L1Penalty(alpha)
-        self.smoothness = lambda_max(X.T @ X) / self.n
-        self.lipschitz = None
-
-    def smooth_value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
-        resid = W @ self.X.T - self.y  # (K, n)
-        return resid.pow(2).sum(-1) / (2 * self.n), (resid @ self.X) / self.n
-
-    def smooth_value(self, W: Tensor) -> Tensor:
-        return (W @ self.X.T - self.y).pow(2).sum(-1) / (2 * self.n)
-
-    def value(self, W: Tensor) -> Tensor:
-        return self.smooth_value(W) + self.penalty.value(W)
-
-    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
-        v, g = self.smooth_value_and_grad(W)
-        return v + self.penalty.value(W), g + self.penalty.grad(W)
-
-    def certificate(self, W: Tensor) -> Tensor:
-        """``dist(-grad g(W), alpha * d||W||_1)`` per configuration, shape ``(K,)``."""
-        return self.penalty.subdiff_distance(W, self.smooth_value_and_grad(W)[1])
-
-
-def lasso_objective(X, y, w, alpha: float) -> float:
-    """``(1/2n)||y - X w||^2 + alpha ||w||_1`` for one weight vector (numpy or torch input), in float64."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    w = np.asarray(w, dtype=np.float64).reshape(-1)
-    r = y - X @ w
-    return float(r @ r / (2 * X.shape[0]) + alpha * np.abs(w).sum())
+__all__ = ["SolverResult", "ista", "fista", "solve_lasso", "SOLVERS"]
 
 
 @dataclass
@@ -117,18 +69,12 @@ class _Backend:
             self.mm, self.maximum, self.minimum = np.dot, np.maximum, np.minimum
             # np.vecdot (numpy >= 2) is one gufunc call instead of a product and a reduction.
             self.rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.add.reduce(a * b, -1))
-            self.rowmax = lambda v: np.maximum.reduce(v, 1)
-            self.pos = lambda v: np.maximum(v, 0.0)
-            self.sign, self.where = np.sign, np.where
             self.array = lambda v: np.asarray(v, dtype=np.float64 if dtype == torch.float64 else np.float32)
             self.index = lambda v: np.asarray(v, dtype=np.int64)
             self.eye = lambda k: np.eye(k, dtype=self.array(0.0).dtype)
         else:
             self.mm, self.maximum, self.minimum = torch.matmul, torch.maximum, torch.minimum
             self.rowdot = torch.linalg.vecdot
-            self.rowmax = lambda v: v.amax(1)
-            self.pos = lambda v: v.clamp_min(0.0)
-            self.sign, self.where = torch.sign, torch.where
             self.array = lambda v: torch.as_tensor(v, dtype=dtype, device=device)
             self.index = lambda v: torch.as_tensor(v, dtype=torch.long, device=device)
             self.eye = lambda k: torch.eye(k, dtype=dtype, device=device)
@@ -162,16 +108,14 @@ def _momentum_table(length: int) -> np.ndarray:
 _MOMENTUM = np.zeros(0)
 
 
-def _prepare(X, y, alpha, W0, max_iter, tol):
-    X = torch.as_tensor(X)
-    if X.ndim != 2:
-        raise NdgmError(f"X must be a 2-D array, got shape {tuple(X.shape)}")
-    if not X.is_floating_point():
-        X = X.to(torch.float64)
-    y = torch.as_tensor(y, dtype=X.dtype, device=X.device).reshape(-1)
-    if y.shape[0] != X.shape[0]:
-        raise NdgmError(f"X and y have inconsistent numbers of samples: X has {X.shape[0]} rows, y has {y.shape[0]}")
-    a = torch.as_tensor(alpha, dtype=X.dtype, device=X.device).reshape(-1)
+def _prepare(datafit: LeastSquares, penalty: L1Penalty, W0, max_iter, tol):
+    if not isinstance(datafit, LeastSquares):
+        raise NdgmError("ista/fista solve a LeastSquares datafit (the backtracking test and the Gram form use "
+                        f"that it is quadratic), got {type(datafit).__name__}")
+    if not isinstance(penalty, L1Penalty):
+        raise NdgmError(f"ista/fista take an L1Penalty, got {type(penalty).__name__}")
+    X, y = datafit.X, datafit.y
+    a = torch.as_tensor(penalty.lam, dtype=X.dtype, device=X.device).reshape(-1)
     a_host = a.cpu().numpy()  # checked on the host: a few torch reductions would cost more than the solve
     if not (np.isfinite(a_host).all() and (a_host >= 0).all()):
         raise NdgmError(f"alpha must be finite and >= 0, got {a.tolist()}")
@@ -189,8 +133,8 @@ def _prepare(X, y, alpha, W0, max_iter, tol):
     return X, y, a, W, max_iter, tol
 
 
-def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking, check_every, gram):
-    X, y, a, W, max_iter, tol = _prepare(X, y, alpha, W0, max_iter, tol)
+def _proximal_gradient(datafit, penalty, W0, max_iter, tol, accelerated, backtracking, check_every, gram):
+    X, y, a, W, max_iter, tol = _prepare(datafit, penalty, W0, max_iter, tol)
     check_every = check_int("check_every", check_every)
     device, dtype = X.device, X.dtype
     n, d = X.shape
@@ -199,10 +143,12 @@ def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking
     Xb, yb, ab, W = (X.numpy(), y.numpy(), a.numpy(), W.numpy()) if xp.numpy else (X, y, a, W)
     if gram is None:
         gram = n >= d  # then one (d, d) mat-vec is cheaper than two (n, d) ones
-    # g(w) = (1/2n)||Xw - y||^2 has gradient w H - X^T y / n and Hessian H = X^T X / n.
+    # g(w) = c ||Xw - y||^2 has gradient w H - b and Hessian H, with H = X^T X and b = X^T y scaled by the
+    # datafit (scikit-learn's c = 1/2n: H = X^T X / n, b = X^T y / n).
+    scale = datafit.scale_grad
     if gram:
-        H = (Xb.T @ Xb) / n
-        Xty = (Xb.T @ yb) / n
+        H = scale(Xb.T @ Xb)
+        Xty = scale(Xb.T @ yb)
         L_exact = xp.lipschitz(H)
 
         def grad(V):
@@ -211,8 +157,8 @@ def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking
         def hess(D):
             return xp.mm(D, H)
     else:
-        Xs, XT = Xb / n, Xb.T
-        L_exact = xp.lipschitz(Xb @ XT if n < d else XT @ Xb) / n  # lambda_max(X^T X) = lambda_max(X X^T)
+        Xs, XT = scale(Xb), Xb.T
+        L_exact = scale(xp.lipschitz(Xb @ XT if n < d else XT @ Xb))  # lambda_max(X^T X) = lambda_max(X X^T)
 
         def grad(V):
             return xp.mm(xp.mm(V, XT) - yb, Xs)
@@ -228,6 +174,7 @@ def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking
     out_L, out_cert, out_iter = [L_exact] * K, [float("nan")] * K, [max_iter] * K
     rows = list(range(K))  # configurations still running; converged ones leave the batch
     L = [L_exact] * K
+    alpha = ab  # the running configurations' penalties
     alpha_col = ab[:, None]
     count = xp.index([[0]] * K)  # steps since the last (re)start, per configuration
     momentum = xp.array(_momentum_table(min(max_iter, 512) + 1))
@@ -255,12 +202,6 @@ def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking
     forward = margin = thr = neg_thr = None
     configure()
 
-    def certificate(Wr):
-        """``dist(-grad g(w), alpha d||w||_1)`` per row (see `L1Penalty.subdiff_distance`)."""
-        g = grad(Wr)
-        off = abs(g + alpha_col * xp.sign(Wr))
-        on = xp.pos(abs(g) - alpha_col)
-        return xp.rowmax(xp.where(Wr != 0, off, on))
 
     Z = W
     for it in range(1, max_iter + 1):
@@ -296,7 +237,7 @@ def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking
             Z = W_new
         W = W_new
         if it % check_every == 0 or it == max_iter:
-            cert = certificate(W)
+            cert = L1Penalty(alpha).subdiff_distance(W, grad(W))  # dist(-grad g(w), alpha d||w||_1) per row
             finished = [True] * len(rows) if it == max_iter else (cert <= tol).tolist()
             if any(finished):
                 cert_list = cert.tolist()
@@ -309,11 +250,12 @@ def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking
                     break
                 idx = xp.index(running)
                 rows, L = [rows[j] for j in running], [L[j] for j in running]
-                W, Z, count, alpha_col = W[idx], Z[idx], count[idx], alpha_col[idx]
+                W, Z, count, alpha = W[idx], Z[idx], count[idx], alpha[idx]
+                alpha_col = alpha[:, None]
                 configure()
     # The objective from the residual: the Gram form c - b.w + w.Hw/2 would lose digits to cancellation.
     resid = xp.mm(out_W, Xb.T) - yb
-    objective = xp.rowdot(resid, resid) / (2 * n) + ab * abs(out_W).sum(1)
+    objective = datafit.scale_value(xp.rowdot(resid, resid)) + L1Penalty(ab).value(out_W)
     cert, n_iter, step = xp.array(out_cert), xp.index(out_iter), 1.0 / xp.array(out_L)
     if xp.numpy:
         out_W, objective, cert, n_iter, step = (torch.from_numpy(v) for v in (out_W, objective, cert, n_iter, step))
@@ -321,32 +263,37 @@ def _proximal_gradient(X, y, alpha, W0, max_iter, tol, accelerated, backtracking
                         converged=cert <= tol, step=step)
 
 
-def ista(X, y, alpha, W0=None, max_iter: int = 100000, tol: float = 1e-10, backtracking: bool = True,
-         check_every: int = 10, gram: bool | None = None) -> SolverResult:
-    r"""Proximal gradient (ISTA) for ``(1/2n)||y - Xw||^2 + alpha ||w||_1``, batched over ``alpha``.
+def ista(datafit: LeastSquares, penalty: L1Penalty, W0=None, max_iter: int = 100000, tol: float = 1e-10,
+         backtracking: bool = True, check_every: int = 10, gram: bool | None = None) -> SolverResult:
+    r"""Proximal gradient (ISTA) for ``datafit + penalty``, batched over the penalty's weights.
 
-    :math:`w_{k+1} = S_{\alpha/L_k}\big(w_k - \nabla g(w_k)/L_k\big)` with soft thresholding
-    :math:`S_\tau(v) = \mathrm{sgn}(v)\max(|v| - \tau, 0)`. ``L_k`` starts at the exact Lipschitz
-    constant ``lambda_max(X^T X)/n``; with ``backtracking`` it is doubled wherever the sufficient-decrease
-    test :math:`g(w_{k+1}) \le g(w_k) + \langle\nabla g, w_{k+1} - w_k\rangle + \tfrac{L_k}{2}\|w_{k+1}-w_k\|^2`
-    fails (evaluated exactly as :math:`D^\top H D \le L_k\|D\|^2`, ``D = w_{k+1} - w_k``, ``H = X^T X/n``).
-    Every ``check_every`` iterations the certificate :math:`\mathrm{dist}(-\nabla g(w), \alpha\partial\|w\|_1)`
-    is computed and configurations with certificate ``<= tol`` stop.
+    :math:`w_{k+1} = S_{\alpha/L_k}\big(w_k - \nabla g(w_k)/L_k\big)` with ``g`` the datafit and
+    soft thresholding :math:`S_\tau(v) = \mathrm{sgn}(v)\max(|v| - \tau, 0)` (the penalty's prox).
+    ``L_k`` starts at the exact Lipschitz constant of ``grad g`` (``lambda_max(X^T X)/n`` for
+    scikit-learn's scaling); with ``backtracking`` it is doubled wherever the sufficient-decrease test
+    :math:`g(w_{k+1}) \le g(w_k) + \langle\nabla g, w_{k+1} - w_k\rangle + \tfrac{L_k}{2}\|w_{k+1}-w_k\|^2`
+    fails (evaluated exactly as :math:`D^\top H D \le L_k\|D\|^2`, ``D = w_{k+1} - w_k``, ``H`` the
+    Hessian of ``g``). Every ``check_every`` iterations the certificate
+    ``penalty.subdiff_distance(w, grad g(w))`` is computed and configurations with certificate
+    ``<= tol`` stop.
 
     Parameters
     ----------
-    X : (n, d) array or tensor; y : (n,)
-    alpha : float or sequence/tensor of K penalties (each >= 0)
+    datafit : LeastSquares
+        Any scaling (``'mean'`` is scikit-learn's); quadratic, which the backtracking test and the
+        Gram form use.
+    penalty : L1Penalty
+        ``lam`` a float or K weights (each >= 0): K problems solved in one batch.
     W0 : optional initial point ``(d,)`` or ``(K, d)``; zeros by default
-    gram : use the Gram form (``H = X^T X / n`` and ``X^T y / n`` formed once, so an iteration is a
+    gram : use the Gram form (``H`` and ``X^T y`` scaled, formed once, so an iteration is a
         ``d x d`` mat-vec) or the data form (two ``n x d`` mat-vecs). Default: Gram form when ``n >= d``.
     """
-    return _proximal_gradient(X, y, alpha, W0, max_iter, tol, False, backtracking, check_every, gram)
+    return _proximal_gradient(datafit, penalty, W0, max_iter, tol, False, backtracking, check_every, gram)
 
 
-def fista(X, y, alpha, W0=None, max_iter: int = 100000, tol: float = 1e-10, backtracking: bool = True,
-          check_every: int = 10, gram: bool | None = None) -> SolverResult:
-    r"""FISTA (Beck & Teboulle 2009) with backtracking and adaptive restart, batched over ``alpha``.
+def fista(datafit: LeastSquares, penalty: L1Penalty, W0=None, max_iter: int = 100000, tol: float = 1e-10,
+          backtracking: bool = True, check_every: int = 10, gram: bool | None = None) -> SolverResult:
+    r"""FISTA (Beck & Teboulle 2009) with backtracking and adaptive restart, batched over the penalty's weights.
 
     :math:`w_{k+1} = S_{\alpha/L_k}(z_k - \nabla g(z_k)/L_k)`,
     :math:`t_{k+1} = (1 + \sqrt{1 + 4t_k^2})/2`,
@@ -355,4 +302,24 @@ def fista(X, y, alpha, W0=None, max_iter: int = 100000, tol: float = 1e-10, back
     (gradient restart, O'Donoghue & Candes 2015), which keeps FISTA linearly convergent once the
     support is found. Step size, backtracking, stopping rule and other arguments as in `ista`.
     """
-    return _proximal_gradient(X, y, alpha, W0, max_iter, tol, True, backtracking, check_every, gram)
+    return _proximal_gradient(datafit, penalty, W0, max_iter, tol, True, backtracking, check_every, gram)
+
+
+SOLVERS = {"ista": ista, "fista": fista}
+
+
+def solve_lasso(X, y, alpha, method: str = "fista", **kwargs) -> SolverResult:
+    r"""`ista` or `fista` on scikit-learn's LASSO ``(1/2n)||y - Xw||^2 + alpha ||w||_1`` from arrays.
+
+    ``X (n, d)`` and ``y (n,)`` are numpy arrays or tensors (integers become float64), ``alpha`` a
+    float or K penalties; ``kwargs`` go to the solver (``W0``, ``max_iter``, ``tol``, ...). Builds
+    ``LeastSquares(X, y, scaling='mean')`` and ``L1Penalty(alpha)``.
+    """
+    if method not in SOLVERS:
+        raise NdgmError(f"method must be one of {', '.join(SOLVERS)}, got {method!r}")
+    X = torch.as_tensor(X)
+    if not X.is_floating_point():
+        X = X.to(torch.float64)
+    y = torch.as_tensor(y, dtype=X.dtype, device=X.device)
+    alpha = torch.as_tensor(alpha, dtype=X.dtype, device=X.device).reshape(-1)
+    return SOLVERS[method](LeastSquares(X, y, scaling="mean"), L1Penalty(alpha), **kwargs)

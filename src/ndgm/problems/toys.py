@@ -1,13 +1,15 @@
-"""Small toy losses of the non-singularity paper (spec stability.md, sections 2 and 4).
+"""Small closed-form problems: the contrast quadratic and the toys of the non-singularity paper.
 
+* `Quadratic`: ``1/2 w^T A w``, the smooth contrast of "GD doesn't make the cut" (Fig. 5).
 * `Quartic1D`: the 1-D loss of paper Fig. 1, C^1 but not C^2, whose GD map at
   ``eta = 1/2`` collapses ``|t| > 2`` onto the local maximum 0.
 * `TwoPointReLU`: the two-point ReLU toy of paper appendix C (Figs. 3 and 4),
   ``f(x) = relu(t2 relu(t1 x))`` on ``{(0.9, 0.9), (2.5, 2.5)}``, batched over a leading
   axis of ``(t1, t2)`` pairs.
 
-Both are `ndgm.problems.Problem`s (parameters ``(K, d)``, values ``(K,)``), so the engine
-and the GD-map tools in `ndgm.analysis.gdmap` apply to them unchanged.
+All are `Problem`s (parameters ``(K, d)``, values ``(K,)``), so the engine and the GD-map
+tools in `ndgm.analysis.gdmap` apply to them unchanged. The toys of the non-singularity paper
+come from spec stability.md, sections 2 and 4.
 """
 
 from __future__ import annotations
@@ -17,14 +19,45 @@ import math
 import torch
 from torch import Tensor
 
-from .errors import NdgmError
-from .problems import Problem
+from ..errors import NdgmError
+from .base import Problem
 
-__all__ = ["Quartic1D", "TwoPointReLU", "TOY_X", "PAPER_SCALE"]
+__all__ = ["Quadratic", "Quartic1D", "TwoPointReLU", "TOY_X", "PAPER_SCALE"]
 
 TOY_X = (0.9, 2.5)
 #: ``(0.9^2 + 2.5^2) / 4``: the scale of ``L = c (1 - t1 t2)^2`` that the model actually has.
 PAPER_SCALE = (TOY_X[0] ** 2 + TOY_X[1] ** 2) / 4
+
+
+class Quadratic(Problem):
+    r"""The convex quadratic ``f(w) = 1/2 w^T A w`` (paper Fig. 5 contrast).
+
+    Gradient ``A w``; smoothness ``L = lambda_max(A)``; with ``A`` positive definite the
+    unique minimiser is 0 and GD with ``eta < 2 / L`` converges.
+    """
+
+    def __init__(self, A: Tensor):
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"A must be a square matrix, got shape {tuple(A.shape)}")
+        self.A = 0.5 * (A + A.T)
+        self.dim = A.shape[0]
+        eig = torch.linalg.eigvalsh(self.A.to(torch.float64))
+        self.smoothness = float(eig.abs().max())
+        self.lambda_min = float(eig[0])
+        self.lipschitz = None
+
+    def value(self, W: Tensor) -> Tensor:
+        return 0.5 * ((W @ self.A) * W).sum(-1)
+
+    def value_and_grad(self, W: Tensor) -> tuple[Tensor, Tensor]:
+        AW = W @ self.A
+        return 0.5 * (AW * W).sum(-1), AW
+
+    def minimiser(self) -> Tensor | None:
+        return torch.zeros(self.dim, dtype=self.A.dtype) if self.lambda_min > 0 else None
+
+    def optimal_value(self) -> float | None:
+        return 0.0 if self.lambda_min > 0 else None
 
 
 class Quartic1D(Problem):
