@@ -32,8 +32,8 @@ def test_quick_reproduction_prints_the_capture_claims(tmp_path, capsys):
     ledger = json.loads((tmp_path / "claims.json").read_text())
     by_claim = {c["claim"]: c for c in ledger}
     exact = by_claim["loss over the last 1000 iterations is exactly the printed value"]
-    assert exact["measured"] == PAPER_LOSS and exact["passed"] is True
-    assert all(c["passed"] is True for c in ledger), [c["claim"] for c in ledger if not c["passed"]]
+    assert exact["measured"] == PAPER_LOSS and exact["verdict"] == "reproduced"
+    assert all(c["verdict"] == "reproduced" for c in ledger), [c["claim"] for c in ledger if c["verdict"] != "reproduced"]
     run_dir = next((tmp_path / "runs").iterdir())
     result = json.loads((run_dir / "result.json").read_text())
     bands = result["summary"]["bands"]

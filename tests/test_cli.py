@@ -81,7 +81,7 @@ def test_run_writes_a_complete_folder_then_list_and_show(tmp_path, capsys):
     assert cfg["config"]["l2"] == 0.01 and cfg["config"]["iterations"] == 50
     assert cfg["versions"]["torch"].startswith("2.13.0") and "ndgm" in cfg["versions"]
     res = json.loads((run.path / "result.json").read_text())
-    assert all({"claim", "expected", "measured", "passed", "verdict"} <= set(c) for c in res["claims"])
+    assert all({"claim", "expected", "measured", "rule", "verdict"} <= set(c) for c in res["claims"])
     arrays = run.arrays()
     assert arrays["loss"].shape == (50,) and np.isfinite(arrays["loss"]).all()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
@@ -112,6 +112,6 @@ def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_full_reproduction_says_what_it_cannot_run_here(tmp_path, capsys):
     assert main(["reproduce", "--full", "--only", "l1-deep", "--out", str(tmp_path), "--no-progress"]) == 0
     ledger = json.loads((tmp_path / "claims.json").read_text())
-    assert len(ledger) == 1 and ledger[0]["passed"] is None
+    assert len(ledger) == 1 and ledger[0]["verdict"] == "not run"
     assert "--data-dir" in ledger[0]["detail"] and "--weights" in ledger[0]["detail"]
     assert "not run" in (tmp_path / "claims.md").read_text() and (tmp_path / "report.html").is_file()

@@ -1,12 +1,10 @@
-"""Intervals against closed forms and textbook values; decisions on each side of a margin."""
+"""Intervals against closed forms and textbook values."""
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ndgm.analysis.stats import (CONTRADICTED, INCONCLUSIVE, REPRODUCED, Interval, binomial_interval,
-                                 bootstrap_interval, decide_contains, decide_greater, decide_less,
-                                 decide_within, mean_interval, slope_interval)
+from ndgm.analysis.stats import binomial_interval, bootstrap_interval, mean_interval, slope_interval
 from ndgm.errors import NdgmError
 
 
@@ -55,20 +53,11 @@ def test_slope_interval_exact_line_and_noise():
     assert iv.high - iv.estimate == pytest.approx(half, rel=1e-10)
 
 
-@pytest.mark.parametrize("low,high,greater,less,within", [
-    (0.2, 0.5, REPRODUCED, CONTRADICTED, CONTRADICTED),
-    (-0.5, -0.2, CONTRADICTED, REPRODUCED, CONTRADICTED),
-    (-0.05, 0.05, INCONCLUSIVE, INCONCLUSIVE, REPRODUCED),
-    (0.05, 0.3, REPRODUCED, CONTRADICTED, INCONCLUSIVE),
-])
-def test_decisions(low, high, greater, less, within):
-    iv = Interval((low + high) / 2, low, high, 8)
-    assert decide_greater(iv, 0.0) == greater
-    assert decide_less(iv, 0.0) == less
-    assert decide_within(iv, 0.1) == within
+def test_interval_feeds_a_statistical_claim():
+    from ndgm.claims import statistical
 
-
-def test_decide_contains():
-    iv = binomial_interval(19, 20)
-    assert decide_contains(iv, 0.8) == REPRODUCED
-    assert decide_contains(binomial_interval(0, 20), 0.8) == CONTRADICTED
+    iv = binomial_interval(16, 20)
+    c = statistical("16 of 20 converge", "spec 4", 0.8, statistic="fraction converged", margin=0.8,
+                    test="contains", **iv.claim_kwargs())
+    assert c.verdict == "reproduced" and c.n == 20 and c.interval == [iv.low, iv.high]
+    assert "clopper-pearson" in c.rule

@@ -6,7 +6,7 @@ Layout of ``<root>/<run-id>/``:
   description (as they were when it ran), the run id, the config hash, package / torch /
   numpy / python versions, start and end times;
 * ``metrics.npz`` -- the arrays the run recorded;
-* ``result.json`` -- the summary numbers and the claims (claim, expected, measured, verdict);
+* ``result.json`` -- the summary numbers and the claims (claim, expected, measured, rule, verdict);
 * ``figures.json`` and the files it lists -- figures (``*.png``) and other artifacts, each
   rebuilt at any time from ``metrics.npz`` by `ndgm.figures` under its file name.
 
@@ -243,7 +243,7 @@ class RunStore:
             write_json(tmp / "result.json", {
                 "experiment": result.experiment,
                 "summary": result.summary,
-                "claims": [c.as_dict() | {"verdict": c.verdict} for c in result.claims],
+                "claims": [c.as_dict() for c in result.claims],
                 "passed": result.passed,
             })
             figures = write_files(result, tmp) if write_files is not None else []

@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import NdgmError
 from .experiments import get_experiment
+from .claims import verdict_counts
 from .store import RunStore, StoredRun, atomic_write, config_hash, ensure_writable, flatten_summary
 
 __all__ = ["parse_grid", "expand", "SweepPlan", "plan_sweep", "run_sweep", "sweep_table"]
@@ -173,7 +174,7 @@ def sweep_table(experiment: str, configs: list[dict], store: RunStore):
         row.update({f"config.{k}": v for k, v in cfg.items()})
         row.update(flatten_summary(run.result.get("summary", {})))
         claims = run.result.get("claims", [])
-        row["claims_reproduced"] = sum(c.get("passed") is True for c in claims)
+        row.update({f"claims_{k.replace(' ', '_')}": v for k, v in verdict_counts(claims).items()})
         row["claims_total"] = len(claims)
         rows.append(row)
     return pd.DataFrame(rows)

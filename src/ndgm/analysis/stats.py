@@ -1,18 +1,8 @@
-r"""Intervals and decisions behind statistical verdicts.
+r"""Intervals behind statistical verdicts.
 
 A statistical claim row states a statistic over ``n`` independent units (seeds, samples,
-runs), a 95% interval for it, and the margin the paper's text implies; the verdict is a
-decision on the interval, never on a point estimate:
-
-* `decide_greater` (the paper says "X > margin"): *reproduced* when the whole interval lies
-  above the margin, *contradicted* when it lies at or below it, *inconclusive* otherwise;
-* `decide_less` is the mirror image;
-* `decide_within` (equivalence: "no difference", within ``+- margin``): *reproduced* when the
-  interval lies inside ``(-margin, margin)``, *contradicted* when it lies wholly outside,
-  *inconclusive* when it straddles a bound;
-* `decide_contains` (a reference value the run should be consistent with, e.g. a Monte
-  Carlo count printed in the spec): *reproduced* when the interval contains it,
-  *contradicted* otherwise.
+runs), a 95% interval for it, and the margin the paper's text implies; `ndgm.claims.decide`
+turns the interval into a verdict, never a point estimate.
 
 The intervals: `mean_interval` (Student t), `bootstrap_interval` (percentile bootstrap of any
 statistic; with paired per-seed differences it is the paired bootstrap), `binomial_interval`
@@ -36,17 +26,7 @@ __all__ = [
     "bootstrap_interval",
     "binomial_interval",
     "slope_interval",
-    "decide_greater",
-    "decide_less",
-    "decide_within",
-    "decide_contains",
-    "REPRODUCED",
-    "CONTRADICTED",
-    "INCONCLUSIVE",
 ]
-
-REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
-
 
 @dataclass(frozen=True)
 class Interval:
@@ -78,6 +58,11 @@ class Interval:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def claim_kwargs(self) -> dict:
+        """The keywords `ndgm.claims.statistical` takes from an interval:
+        ``statistical(..., **iv.claim_kwargs(), margin=m, test="greater")``."""
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "n": self.n, "method": self.method}
 
     def __str__(self) -> str:
         return f"{self.estimate:.4g} [{self.low:.4g}, {self.high:.4g}] ({self.level:.0%}, n={self.n}, {self.method})"
@@ -165,35 +150,3 @@ def slope_interval(x, y, level: float = 0.95) -> Interval:
     se = math.sqrt(float(resid @ resid) / (n - 2) / sxx)
     half = float(student_t.ppf((1 + level) / 2, n - 2) * se)
     return Interval(slope, slope - half, slope + half, n, level, "ols-t")
-
-
-def decide_greater(interval: Interval, margin: float) -> str:
-    """The paper says "statistic > margin": a decision on the whole interval."""
-    if interval.low > margin:
-        return REPRODUCED
-    if interval.high <= margin:
-        return CONTRADICTED
-    return INCONCLUSIVE
-
-
-def decide_less(interval: Interval, margin: float) -> str:
-    """The paper says "statistic < margin"."""
-    if interval.high < margin:
-        return REPRODUCED
-    if interval.low >= margin:
-        return CONTRADICTED
-    return INCONCLUSIVE
-
-
-def decide_within(interval: Interval, margin: float) -> str:
-    """Equivalence: the paper says "no difference", read as ``|statistic| < margin``."""
-    if -margin < interval.low and interval.high < margin:
-        return REPRODUCED
-    if interval.low >= margin or interval.high <= -margin:
-        return CONTRADICTED
-    return INCONCLUSIVE
-
-
-def decide_contains(interval: Interval, value: float) -> str:
-    """Consistency with a reference value: reproduced when the interval contains it."""
-    return REPRODUCED if interval.low <= value <= interval.high else CONTRADICTED

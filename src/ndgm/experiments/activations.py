@@ -38,7 +38,8 @@ import torch
 from ..errors import NdgmError
 from ..nets.vgg import PAPER_ACTIVATIONS, VGG_CONFIGS, SmallVGG, make_activation
 from ..training import checkpoint_folder, seeded
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 from .deep_common import common_deep_params, load_data
 
 # A curve has left the initial plateau at ln(classes) once it is 10% below it.
@@ -175,13 +176,13 @@ class Activations(Experiment):
         target = s.get("target_loss", config.get("target_loss"))
         why_missing = "needs relu and gelu in --activations"
         if "gap_nobn" not in s and "gap_bn" not in s:
-            return [Claim("GELU vs ReLU comparisons", src, "-", "-", None, why_missing)]
+            return [legacy_claim("GELU vs ReLU comparisons", src, "-", "-", None, why_missing)]
         out = []
         depths = s["depths"]
         if "gap_nobn" in s:
             er, eg = s["epochs_relu_nobn"], s["epochs_gelu_nobn"]
             faster = all(g < r for g, r in zip(eg, er))
-            out.append(Claim(f"without BN, GELU reaches train loss {target:.3g} in fewer epochs "
+            out.append(legacy_claim(f"without BN, GELU reaches train loss {target:.3g} in fewer epochs "
                              "than ReLU at every depth", src, "epochs(GELU) < epochs(ReLU) for " + ",".join(depths),
                              f"GELU {_fmt(eg)} vs ReLU {_fmt(er)}", faster,
                              f"fractional epochs; {E + 1} = not reached in {E} epochs"
@@ -189,13 +190,13 @@ class Activations(Experiment):
             gap = s["gap_nobn"]
             if len(depths) > 1:
                 grows = gap[-1] > gap[0]
-                out.append(Claim("without BN the ReLU-GELU gap grows with depth", src,
+                out.append(legacy_claim("without BN the ReLU-GELU gap grows with depth", src,
                                  f"gap({depths[-1]}) > gap({depths[0]})", f"gaps {_fmt(gap)} ({','.join(depths)})",
                                  grows, "gap = mean over epochs of train loss(ReLU) - train loss(GELU)"
                                  + ("" if grows else _plateau_note(s, E))))
         if "gap_nobn" in s and "gap_bn" in s:
             nob, wb = float(np.mean(s["gap_nobn"])), float(np.mean(np.abs(s["gap_bn"])))
-            out.append(Claim("with BN the ReLU-GELU gap shrinks", src, "mean |gap| with BN < mean gap without BN",
+            out.append(legacy_claim("with BN the ReLU-GELU gap shrinks", src, "mean |gap| with BN < mean gap without BN",
                              f"{wb:.4g} (BN) vs {nob:.4g} (no BN); per depth BN {_fmt(s['gap_bn'])}", wb < nob,
                              "" if wb < nob else _plateau_note(s, E).lstrip("; ")))
         return out

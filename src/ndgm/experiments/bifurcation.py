@@ -13,7 +13,8 @@ import numpy as np
 from ..analysis.periodic import attractors, is_stable, orbit_multipliers, periodic_orbits, stability_threshold
 from ..errors import NdgmError
 from ..problems import PAPER_SCALE, TwoPointReLU
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (paper Fig. 3 left)"
 PERIOD4 = [0.62708, 0.78112, 1.11061, 1.1681]
@@ -78,10 +79,10 @@ class Bifurcation(Experiment):
         why = "" if default_scale else "spec numbers hold for scale 1.765 only"
         out = []
         th1, th2 = s["threshold_fixed"], s["threshold_period2"]
-        out.append(Claim("the fixed point (1, 1) is stable for eta < 1/3.53", SRC, 0.28329, round(th1, 6),
+        out.append(legacy_claim("the fixed point (1, 1) is stable for eta < 1/3.53", SRC, 0.28329, round(th1, 6),
                          abs(th1 - 0.28329) <= 1e-4 if default_scale else None,
                          why or "non-unit multiplier of D G at (1,1) reaches -1; tangent multiplier 1 excluded"))
-        out.append(Claim("a period-2 orbit is stable up to", SRC, 0.35016, None if th2 is None else round(th2, 6),
+        out.append(legacy_claim("a period-2 orbit is stable up to", SRC, 0.35016, None if th2 is None else round(th2, 6),
                          (th2 is not None and abs(th2 - 0.35016) <= 1e-4) if default_scale else None,
                          why or "both eigenvalues of the 2-D Jacobian of G^2 below 1 in modulus"))
         k, eta_k = config["period"], config["orbit_eta"]
@@ -89,19 +90,19 @@ class Bifurcation(Experiment):
         att = s["orbit_attractor_points"]
         agree = (len(stable) == 1 and s["orbit_attractor_period"] == k
                  and np.allclose(sorted(stable[0]["points"]), sorted(att), atol=1e-6))
-        out.append(Claim(f"the stable period-{k} orbit at eta={eta_k} (roots of g^{k}(t) - t) is the attractor "
+        out.append(legacy_claim(f"the stable period-{k} orbit at eta={eta_k} (roots of g^{k}(t) - t) is the attractor "
                          "found by long iteration", "spec stability.md s.4",
                          "one stable orbit = attractor",
                          f"{len(s['orbits'])} orbit(s), {len(stable)} stable; attractor period "
                          f"{s['orbit_attractor_period']}", bool(agree)))
         is_paper = self.at_defaults(config, "scale", "period", "orbit_eta")
         pts = sorted(att)
-        out.append(Claim("at eta = 0.36 the attractor has period 4", SRC, PERIOD4, [round(v, 5) for v in pts],
+        out.append(legacy_claim("at eta = 0.36 the attractor has period 4", SRC, PERIOD4, [round(v, 5) for v in pts],
                          (s["orbit_attractor_period"] == 4 and len(pts) == 4
                           and all(abs(a - b) <= 1e-4 for a, b in zip(pts, PERIOD4))) if is_paper else None,
                          "" if is_paper else "checked only with --period 4 --orbit-eta 0.36 and scale 1.765"))
         p = s["aperiodic_attractor_period"]
-        out.append(Claim(f"at eta = {config['aperiodic_eta']} the attractor is aperiodic", SRC,
+        out.append(legacy_claim(f"at eta = {config['aperiodic_eta']} the attractor is aperiodic", SRC,
                          f"no period <= {config['max_period']}", "aperiodic" if p == 0 else f"period {p}",
                          p == 0 if default_scale else None, why))
         return out

@@ -22,7 +22,8 @@ from ..analysis.oscillation import detect_two_bands, monotone_after
 from ..dynamics import DecayOnIncrease, GD, run_trajectory
 from ..errors import NdgmError
 from ..problems import Quadratic, ReLURegression
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 PAPER_LOSS = 4461.786221675728
 TAIL = 1000
@@ -132,25 +133,25 @@ class Capture(Experiment):
         gap_to_opt = abs(s["final_loss"] - s["optimal_value"]) if s["optimal_value"] is not None else float("nan")
         b = s["bands"]
         return [
-            Claim("loss over the last 1000 iterations is exactly the printed value", src,
+            legacy_claim("loss over the last 1000 iterations is exactly the printed value", src,
                   PAPER_LOSS, uniq[0] if len(uniq) == 1 else uniq, uniq == [PAPER_LOSS]),
-            Claim("loss is monotone non-increasing over the last 1000 iterations", src,
+            legacy_claim("loss is monotone non-increasing over the last 1000 iterations", src,
                   True, s["tail_loss_monotone"], s["tail_loss_monotone"]),
-            Claim("final loss equals L(w*) = ||y||^2 to 1e-12 relative", "spec section 1 (Kumar 2023)",
+            legacy_claim("final loss equals L(w*) = ||y||^2 to 1e-12 relative", "spec section 1 (Kumar 2023)",
                   s["optimal_value"], s["final_loss"],
                   bool(gap_to_opt <= 1e-12 * abs(s["optimal_value"] or 1)),
                   f"|L - ||y||^2| = {gap_to_opt:.3g}"),
-            Claim("L1 norm alternates between two bands over the last 1000 iterations", src,
+            legacy_claim("L1 norm alternates between two bands over the last 1000 iterations", src,
                   "two bands near 1.08e-14 and 1.13e-14",
                   f"centres {b['low_centre']:.4g} / {b['high_centre']:.4g}, gap {b['gap']:.3g}, "
                   f"alternation {b['alternation']:.3f}, separation {b['separation']:.2f} sd",
                   b["found"]),
-            Claim("iterates never settle: every step of the last 1000 moves w", src,
+            legacy_claim("iterates never settle: every step of the last 1000 moves w", src,
                   "> 0", s["tail_min_step_inf"], s["tail_min_step_inf"] > 0, "min_k ||w_{k+1} - w_k||_inf"),
-            Claim("quadratic contrast: the 1-norm rises first", "paper Fig. 5 / A.1.2",
+            legacy_claim("quadratic contrast: the 1-norm rises first", "paper Fig. 5 / A.1.2",
                   f"peak > {s['quad_l1_initial']:g}", s["quad_l1_peak"], s["quad_l1_peak"] > s["quad_l1_initial"],
                   f"peak at iteration {s['quad_l1_peak_at']}"),
-            Claim("quadratic contrast: the 1-norm decays monotonically after some index", "paper Fig. 5 / A.1.2",
+            legacy_claim("quadratic contrast: the 1-norm decays monotonically after some index", "paper Fig. 5 / A.1.2",
                   "an index k* < iterations", s["quad_monotone_after"], s["quad_monotone_after"] is not None,
                   "strictly decreasing from k* on"),
         ]

@@ -43,7 +43,8 @@ from ..errors import NdgmError
 from ..nets import count_parameters
 from ..nets.vgg import VGG_CONFIGS, SmallVGG, load_vgg16_weights, replace_head
 from ..training import NDGM, PROX, checkpoint_folder, make_optimizer, seeded, train
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 from .deep_common import common_deep_params, load_data
 
 # Paper Table 2: percent of parameters below 1e-5, (lam=0.002, alt), (lam=2, alt).
@@ -173,7 +174,7 @@ class L1Deep(Experiment):
         opts, lams = s["optimizers"], s["lams"]
         out: list[Claim] = []
         if len(lams) < 2:
-            return [Claim("comparisons across lam", src, "-", "-", None, "needs two or more --lams")]
+            return [legacy_claim("comparisons across lam", src, "-", "-", None, "needs two or more --lams")]
         hi, lo = int(np.argmax(lams)), int(np.argmin(lams))
         small, zero, acc = (_grid(s, k) for k in ("small_pct", "zero_pct", "val_acc"))
         scale_note = self._scale_note(s, opts, lams, lo, config)
@@ -184,7 +185,7 @@ class L1Deep(Experiment):
             a, b = small[oi, hi], small[oi, lo]
             paper = PAPER_TABLE2[name]
             fewer = bool(np.all(MARGIN * a < b))
-            out.append(Claim(f"{name}: the larger lam leaves fewer parameters below {config['threshold']:g}", src,
+            out.append(legacy_claim(f"{name}: the larger lam leaves fewer parameters below {config['threshold']:g}", src,
                              f"% small at lam={lams[hi]:g} < 1/{MARGIN:g} of that at lam={lams[lo]:g} for every seed "
                              f"(paper: {paper[1][0]:g}/{paper[1][1]:g} vs {paper[0][0]:g}/{paper[0][1]:g})",
                              f"{_pct(a)} vs {_pct(b)}", fewer,
@@ -195,7 +196,7 @@ class L1Deep(Experiment):
             a, b = small[oi, hi], small[oi, lo]
             p = PAPER_TABLE2["rmsprop"]
             more = bool(np.all(a > MARGIN * b))
-            out.append(Claim(f"rmsprop: the larger lam leaves more parameters below {config['threshold']:g} "
+            out.append(legacy_claim(f"rmsprop: the larger lam leaves more parameters below {config['threshold']:g} "
                              "(lam sets little, spec 3.2)", src,
                              f"% small at lam={lams[hi]:g} > {MARGIN:g}x that at lam={lams[lo]:g} (paper: "
                              f"{p[1][0]:g}/{p[1][1]:g} vs {p[0][0]:g}/{p[0][1]:g})", f"{_pct(a)} vs {_pct(b)}",
@@ -205,14 +206,14 @@ class L1Deep(Experiment):
         for name in requested:
             oi = opts.index(name)
             a, b = zero[oi, hi], zero[oi, lo]
-            out.append(Claim(f"{name}: exact zeros, more at the larger lam", "spec 3.4 (the cure)",
+            out.append(legacy_claim(f"{name}: exact zeros, more at the larger lam", "spec 3.4 (the cure)",
                              f"% == 0 at lam={lams[hi]:g} > at lam={lams[lo]:g}, and > 0, for every seed",
                              f"{_pct(a)} vs {_pct(b)}; val acc {_pct(100 * acc[oi, hi])} vs {_pct(100 * acc[oi, lo])}",
                              bool(np.all(a > b) and np.all(a > 0))))
         if ndgm and requested:
             worst_ndgm = float(zero[ndgm].max())
             best_prox = float(zero[[opts.index(o) for o in requested]][:, hi].min())
-            out.append(Claim(f"at lam={lams[hi]:g} the proximal optimizers zero more parameters than any NDGM run",
+            out.append(legacy_claim(f"at lam={lams[hi]:g} the proximal optimizers zero more parameters than any NDGM run",
                              "spec 3.4", "min % == 0 (prox) > max % == 0 (NDGM, any lam)",
                              f"{best_prox:.3g} vs {worst_ndgm:.3g}", best_prox > worst_ndgm))
         return out

@@ -26,7 +26,8 @@ from ..problems import Lasso
 from ..sparse.estimator import L1Regression
 from ..sparse.optim import RDA, AcceleratedRDA, ProxAdam, ProxSGD, fit_grouped
 from ..sparse.solvers import fista, solve_lasso
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 
 def uniform_lasso_data(n: int, d: int, seed: int, dtype=torch.float64, device="cpu"):
@@ -127,23 +128,23 @@ class LassoGeneral(Experiment):
         rho = float(spearmanr(np.arange(int(above.sum())), nd[above]).statistic) if above.sum() > 2 else float("nan")
         rel_fista = float(np.max(np.abs(fi_obj - ex_obj) / ex_obj))
         return [
-            Claim(f"1000x larger penalty ({s['pair_lams'][0]:g} -> {s['pair_lams'][1]:g}): NDGM's L1 norm grows", src,
+            legacy_claim(f"1000x larger penalty ({s['pair_lams'][0]:g} -> {s['pair_lams'][1]:g}): NDGM's L1 norm grows", src,
                   "larger (paper: 1.62 -> 25.4, > 15x)", f"{p_nd[0]:.4g} -> {p_nd[1]:.4g} ({p_nd[1] / p_nd[0]:.3g}x)",
                   p_nd[1] > p_nd[0], f"exact solution: {p_ex[0]:.4g} -> {p_ex[1]:.4g}"),
-            Claim("the exact solution's L1 norm never increases with lam", src, "non-increasing",
+            legacy_claim("the exact solution's L1 norm never increases with lam", src, "non-increasing",
                   f"max increase {float(np.max(np.diff(ex), initial=0)):.3g}", bool(np.all(np.diff(ex) <= 1e-9))),
-            Claim("beyond lam_critical = ||2 X^T y||_inf the exact solution is 0 while NDGM's norm rises", src,
+            legacy_claim("beyond lam_critical = ||2 X^T y||_inf the exact solution is 0 while NDGM's norm rises", src,
                   "exact 0 there; NDGM's norm rank-correlated with lam (Spearman > 0.9), last > 10x first",
                   (f"{int(above.sum())} grid points above; NDGM {nd[above][0]:.3g} -> {nd[above][-1]:.3g}, Spearman {rho:.3f}"
                    if above.any() else "no grid point above"),
                   bool(above.sum() > 2 and np.all(ex[above] == 0) and rho > 0.9 and nd[above][-1] > 10 * nd[above][0])),
-            Claim("NDGM ends with no exact zeros at any penalty", src, 0, int(np.sum(s["ndgm_exact_zeros"])),
+            legacy_claim("NDGM ends with no exact zeros at any penalty", src, 0, int(np.sum(s["ndgm_exact_zeros"])),
                   int(np.sum(s["ndgm_exact_zeros"])) == 0),
-            Claim("exact solutions have exact zeros (all d at the largest lam)", src, s["d"], s["exact_zeros"][-1],
+            legacy_claim("exact solutions have exact zeros (all d at the largest lam)", src, s["d"], s["exact_zeros"][-1],
                   s["exact_zeros"][-1] == s["d"]),
-            Claim("NDGM's objective is never below the exact optimum", "optimality of the exact solution",
+            legacy_claim("NDGM's objective is never below the exact optimum", "optimality of the exact solution",
                   ">= exact", f"min gap {float(np.min(nd_obj - ex_obj)):.3g}", bool(np.all(nd_obj >= ex_obj * (1 - 1e-12)))),
-            Claim("batched FISTA matches scikit-learn: objective to 1e-8 relative, same exact zeros", "this tool",
+            legacy_claim("batched FISTA matches scikit-learn: objective to 1e-8 relative, same exact zeros", "this tool",
                   "rel. gap <= 1e-8, zeros equal", f"max rel. gap {rel_fista:.2g}",
                   rel_fista <= 1e-8 and s["fista_exact_zeros"] == s["exact_zeros"]),
         ]
@@ -238,10 +239,10 @@ class LassoReal(Experiment):
         out = []
         if all(a in PAPER_LASSO_ZEROS for a in alphas):
             exp = [PAPER_LASSO_ZEROS[a] for a in alphas]
-            out.append(Claim("sklearn Lasso's exact zeros at each alpha", REAL_SRC, exp, t["lasso"]["exact_zeros"],
+            out.append(legacy_claim("sklearn Lasso's exact zeros at each alpha", REAL_SRC, exp, t["lasso"]["exact_zeros"],
                              t["lasso"]["exact_zeros"] == exp))
         for name in ("sgd", "adam"):
-            out.append(Claim(f"full-batch {name.upper() if name == 'sgd' else 'Adam'} finds no zeros, not even below 1e-5",
+            out.append(legacy_claim(f"full-batch {name.upper() if name == 'sgd' else 'Adam'} finds no zeros, not even below 1e-5",
                              REAL_SRC, [0] * len(alphas), t[name]["below_1e-5"],
                              all(v == 0 for v in t[name]["below_1e-5"]) and all(v == 0 for v in t[name]["exact_zeros"]),
                              f"exact zeros {t[name]['exact_zeros']}, rel. objective gap {['%.2g' % g for g in t[name]['rel_gap']]}"))
@@ -249,14 +250,14 @@ class LassoReal(Experiment):
         for name in ("ista", "fista", "proxsgd", "proxadam", "acrda"):
             gap = max(abs(g) for g in t[name]["rel_gap"])
             ok = gap <= 1e-8 and all(t[name]["same_support_as_lasso"])
-            out.append(Claim(f"{label.get(name, name)}: sklearn objective to 1e-8 relative with the same exact zeros",
+            out.append(legacy_claim(f"{label.get(name, name)}: sklearn objective to 1e-8 relative with the same exact zeros",
                              "issue 3 item 6", "rel. gap <= 1e-8, same support",
                              f"max rel. gap {gap:.2g}, zeros {t[name]['exact_zeros']}", ok,
                              f"certificates {['%.2g' % c for c in t[name]['certificate']]}"))
         # Plain RDA converges at O(1/sqrt t): it finds the exact zeros early but not the 1e-8 gap in
         # these budgets (3.7e-5 after 4000 steps, 7e-6 after 20000); its claim says only what it does.
         gap = max(abs(g) for g in t["rda"]["rel_gap"])
-        out.append(Claim("plain rda: same exact zeros as Lasso; objective within 1e-4 (O(1/sqrt t), not 1e-8: see acrda)",
+        out.append(legacy_claim("plain rda: same exact zeros as Lasso; objective within 1e-4 (O(1/sqrt t), not 1e-8: see acrda)",
                          "Xiao 2009", "same support, rel. gap <= 1e-4",
                          f"max rel. gap {gap:.2g}, zeros {t['rda']['exact_zeros']}",
                          gap <= 1e-4 and all(t["rda"]["same_support_as_lasso"])))

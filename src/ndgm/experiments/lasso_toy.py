@@ -25,7 +25,8 @@ from ..dynamics import GD, run_trajectory
 from ..dynamics.rules import Adam, Momentum, RMSProp
 from ..errors import NdgmError
 from ..problems import ToyLasso
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 SRC_TOY = "paper Props B.1/B.2/B.11, spec 3.1"
 TAIL = 100
@@ -121,20 +122,20 @@ class LassoToy(Experiment):
         ok_pair = all(abs(m - e) <= 1e-9 * e for m, e in zip(s["l1_sum_of_two_states"], s["l1_sum_expected"]))
         ic = s["integer_case"]
         return [
-            Claim("last two iterates equal the closed-form 2-cycle p+ / p- (to accumulated rounding)", SRC_TOY,
+            legacy_claim("last two iterates equal the closed-form 2-cycle p+ / p- (to accumulated rounding)", SRC_TOY,
                   "|engine - closed form| <= (steps + 2) * eps * max(|w0|, eta*lam)", s["max_abs_error_vs_closed_form"], ok_err,
                   f"allowance per lam {['%.2g' % a for a in s['rounding_allowance']]}"),
-            Claim("the tail repeats with period exactly 2 (bitwise)", SRC_TOY, [2] * len(s["lams"]), s["tail_period"],
+            legacy_claim("the tail repeats with period exactly 2 (bitwise)", SRC_TOY, [2] * len(s["lams"]), s["tail_period"],
                   all(p == 2 for p in s["tail_period"])),
-            Claim("the two states' L1 norms sum to d*eta*lam", SRC_TOY, s["l1_sum_expected"],
+            legacy_claim("the two states' L1 norms sum to d*eta*lam", SRC_TOY, s["l1_sum_expected"],
                   s["l1_sum_of_two_states"], ok_pair),
-            Claim("loss over the last 100 iterations <= d*eta*lam^2 (B.11)", "paper Prop. B.11",
+            legacy_claim("loss over the last 100 iterations <= d*eta*lam^2 (B.11)", "paper Prop. B.11",
                   s["loss_bound_B11"], s["tail_loss_max"], ok_bound),
-            Claim("min_{i<=k} f(w_i) <= (R^2 + G^2 k eta^2)/(2 k eta) for every k", "Boyd, Xiao & Mutapcic 2003 / paper Prop. 4.1",
+            legacy_claim("min_{i<=k} f(w_i) <= (R^2 + G^2 k eta^2)/(2 k eta) for every k", "Boyd, Xiao & Mutapcic 2003 / paper Prop. 4.1",
                   "max ratio <= 1", s["subgradient_bound_max_ratio"], s["subgradient_bound_max_ratio"] <= 1),
-            Claim("w0 ~ U(-1,1): no coordinate ever ends exactly at 0", SRC_TOY, [0] * len(s["lams"]),
+            legacy_claim("w0 ~ U(-1,1): no coordinate ever ends exactly at 0", SRC_TOY, [0] * len(s["lams"]),
                   s["final_exact_zeros"], all(z == 0 for z in s["final_exact_zeros"])),
-            Claim("integer case (w0 in eta*lam*Z): every coordinate lands on 0 and stays", "paper Prop. B.1",
+            legacy_claim("integer case (w0 in eta*lam*Z): every coordinate lands on 0 and stays", "paper Prop. B.1",
                   ic["d"], ic["exact_zeros"], ic["exact_zeros"] == ic["d"],
                   f"eta = 2^-7, lam = 1, w0 = m * 2^-7 with integer m, {ic['iterations']} iterations"),
         ]
@@ -190,15 +191,15 @@ class Lasso2D(Experiment):
             return abs(m - e) <= 1e-9 if paper else None
         note = "" if paper else "not the paper's configuration: printed values not comparable"
         return [
-            Claim("lam = 1: L1 norm at most 0.0106", src, 0.0106, s["phase1_small_tail_l1_max"],
+            legacy_claim("lam = 1: L1 norm at most 0.0106", src, 0.0106, s["phase1_small_tail_l1_max"],
                   close(s["phase1_small_tail_l1_max"], 0.0106), note),
-            Claim("lam = 100: L1 norm at least 0.9894", src, 0.9894, s["phase1_large_tail_l1_min"],
+            legacy_claim("lam = 100: L1 norm at least 0.9894", src, 0.9894, s["phase1_large_tail_l1_min"],
                   close(s["phase1_large_tail_l1_min"], 0.9894), note),
-            Claim("a 100x larger penalty gives a ~100x larger solution", src, "> 90x", s["phase1_ratio"],
+            legacy_claim("a 100x larger penalty gives a ~100x larger solution", src, "> 90x", s["phase1_ratio"],
                   s["phase1_ratio"] > 90 if paper else s["phase1_ratio"] > 1),
-            Claim("step reduced to 0.001: lam = 1 ends at most ~0.0014", src, 0.0014, s["phase2_small_tail_l1_max"],
+            legacy_claim("step reduced to 0.001: lam = 1 ends at most ~0.0014", src, 0.0014, s["phase2_small_tail_l1_max"],
                   close(s["phase2_small_tail_l1_max"], 0.0014), note),
-            Claim("step reduced to 0.001: lam = 100 stays at least ~0.0106", src, 0.0106, s["phase2_large_tail_l1_min"],
+            legacy_claim("step reduced to 0.001: lam = 100 stays at least ~0.0106", src, 0.0106, s["phase2_large_tail_l1_min"],
                   close(s["phase2_large_tail_l1_min"], 0.0106), note),
         ]
 
@@ -315,27 +316,27 @@ class LassoVariants(Experiment):
         src = "paper Table 1 (appendix B.3)"
         out = []
         for r in s["table"]:
-            out.append(Claim(f"{r['variant']}: a coordinate that hits 0 stays at 0? ({r['zero_stays_paper']})", src,
+            out.append(legacy_claim(f"{r['variant']}: a coordinate that hits 0 stays at 0? ({r['zero_stays_paper']})", src,
                              r["zero_stays_paper"], r["zero_stays_sim"], r["zero_stays_sim"] == r["zero_stays_paper"],
                              f"{100 * r['stayed_fraction']:.0f}% of hit coordinates stayed 0"))
             if r["lam_changes_paper"] != "not stated":
                 expected = r["lam_changes_paper"].split(" ")[0]
-                out.append(Claim(f"{r['variant']}: does lam change the final values? ({r['lam_changes_paper']})", src,
+                out.append(legacy_claim(f"{r['variant']}: does lam change the final values? ({r['lam_changes_paper']})", src,
                                  expected, r["lam_changes_sim"], r["lam_changes_sim"] == expected,
                                  f"final amplitude ratio over lam = {r['lam_amplitude_ratio']:.4g}"))
         pr, lams = s["per_rule"], s["lams"]
         nd, rm = pr["ndgm"]["tail_loss_max"], pr["rmsprop"]["tail_loss_max"]
         src6 = "paper Figure 6 (spec 3.2)"
-        out.append(Claim("NDGM: loss over the last 100 iterations <= d*eta*lam^2", src6, s["bound_ndgm"], nd,
+        out.append(legacy_claim("NDGM: loss over the last 100 iterations <= d*eta*lam^2", src6, s["bound_ndgm"], nd,
                          all(m <= b for m, b in zip(nd, s["bound_ndgm"]))))
-        out.append(Claim("RMSProp: loss over the last 100 iterations <= about d*eta*lam", src6, s["bound_rmsprop"], rm,
+        out.append(legacy_claim("RMSProp: loss over the last 100 iterations <= about d*eta*lam", src6, s["bound_rmsprop"], rm,
                          all(m <= b for m, b in zip(rm, s["bound_rmsprop"]))))
-        out.append(Claim(f"crossover: lam = {lams[0]:g} RMSProp ends higher, lam = {lams[-1]:g} NDGM ends higher", src6,
+        out.append(legacy_claim(f"crossover: lam = {lams[0]:g} RMSProp ends higher, lam = {lams[-1]:g} NDGM ends higher", src6,
                          "RMSProp > NDGM, then NDGM > RMSProp",
                          f"lam={lams[0]:g}: {rm[0]:.3g} vs {nd[0]:.3g}; lam={lams[-1]:g}: {nd[-1]:.3g} vs {rm[-1]:.3g}",
                          rm[0] > nd[0] and nd[-1] > rm[-1]))
         z = pr["rmsprop"]["final_exact_zeros"]
-        out.append(Claim("float64 RMSProp reaches exact zeros (theorem: nonzero with probability 1)", "spec 3.2",
+        out.append(legacy_claim("float64 RMSProp reaches exact zeros (theorem: nonzero with probability 1)", "spec 3.2",
                          "> 0 (spec observed 70 of 100)", z, all(v > 0 for v in z),
                          "what the hardware did, not what the theorem says: exact-arithmetic proof vs rounding"))
         return out

@@ -26,7 +26,8 @@ from ..analysis.rates import iterations_to_reach, loglog_slope, smooth_iteration
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
 from ..problems import LeastAbsoluteDeviations, LeastSquares
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 SOURCE = "spec section 0 (rates the paper leans on)"
 
@@ -112,13 +113,13 @@ class Rates(Experiment):
         unreached = int((np.asarray(s["counts_smooth"]) < 0).sum() + (np.asarray(s["counts_nonsmooth"]) < 0).sum())
         ss, sn = s["slope_smooth"], s["slope_nonsmooth"]
         return [
-            Claim("GD, step 1/L, least squares: iterations to eps never exceed L R^2 / (2 eps)", SOURCE,
+            legacy_claim("GD, step 1/L, least squares: iterations to eps never exceed L R^2 / (2 eps)", SOURCE,
                   "count / bound <= 1", ratio_s, ok_s, f"counts {s['counts_smooth']}"),
-            Claim("subgradient method, step eps/G^2, LAD: iterations to eps never exceed R^2 G^2 / eps^2", SOURCE,
+            legacy_claim("subgradient method, step eps/G^2, LAD: iterations to eps never exceed R^2 G^2 / eps^2", SOURCE,
                   "count / bound <= 1", ratio_n, ok_n, f"counts {s['counts_nonsmooth']}"),
-            Claim("every tolerance is reached within the iteration budget", "protocol", "0 unreached",
+            legacy_claim("every tolerance is reached within the iteration budget", "protocol", "0 unreached",
                   f"{unreached} unreached", unreached == 0, f"T = {T}"),
-            Claim("non-smooth counts grow faster as eps shrinks (log-log slope against 1/eps)", SOURCE,
+            legacy_claim("non-smooth counts grow faster as eps shrinks (log-log slope against 1/eps)", SOURCE,
                   "slope(subgradient) > slope(GD); worst cases 2 and 1",
                   f"{sn:.3f} vs {ss:.3f}", bool(sn > ss), "least-squares fit of log count on log(1/eps)"),
         ]

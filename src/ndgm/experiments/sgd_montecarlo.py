@@ -16,7 +16,8 @@ import torch
 from ..analysis.stability import toy_lambda
 from ..errors import NdgmError
 from ..problems import PAPER_SCALE, TwoPointReLU
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (Monte Carlo, computed)"
 REFERENCE = {1.0: 0.0, 2.0: 16 / 20}
@@ -89,7 +90,7 @@ class SGDMonteCarlo(Experiment):
             r = s[label]
             sign = "lambda > 0: none converge" if r["lambda"] > 0 else "lambda < 0: most converge"
             ok = (r["converged"] == 0) if r["lambda"] > 0 else (r["fraction"] > 0.5)
-            out.append(Claim(f"near t1={r['t1']}: {sign}", "spec stability.md s.3-4",
+            out.append(legacy_claim(f"near t1={r['t1']}: {sign}", "spec stability.md s.3-4",
                              "0" if r["lambda"] > 0 else f"> {r['runs'] // 2}",
                              f"{r['converged']} of {r['runs']}", ok, f"lambda = {r['lambda']:.4f}"))
             ref = REFERENCE.get(r["t1"]) if is_spec else None
@@ -97,7 +98,7 @@ class SGDMonteCarlo(Experiment):
                 # Both fractions are binomial estimates: compare within 3 combined standard errors.
                 n = r["runs"]
                 se = math.sqrt(max(ref * (1 - ref), 1 / (4 * n)) / n + ref * (1 - ref) / 20)
-                out.append(Claim(f"near t1={r['t1']}: converged fraction matches the spec's computed reference",
+                out.append(legacy_claim(f"near t1={r['t1']}: converged fraction matches the spec's computed reference",
                                  SRC, f"{round(ref * 20)} of 20", f"{r['converged']} of {n}",
                                  abs(r["fraction"] - ref) <= 3 * se, f"|difference| <= 3 x {se:.3f} (binomial)"))
         return out

@@ -25,7 +25,8 @@ from ..analysis.curvature import (
 from ..data.digits import load_digits_split
 from ..errors import NdgmError
 from ..nets.mlp import ACTIVATIONS, make_mlp
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 EOS_SOURCE = "edge of stability (Cohen et al. 2021; paper section 5)"
 
@@ -161,26 +162,26 @@ class Sharpness(Experiment):
         rel_err = abs(s["final_sharpness_tracked"] - s["final_sharpness_reference"]) / abs(s["final_sharpness_reference"])
         tol = config["tol"]
         out = [
-            Claim("GD does not diverge", EOS_SOURCE, "no divergence", f"diverged at {s['diverged_at']}"
+            legacy_claim("GD does not diverge", EOS_SOURCE, "no divergence", f"diverged at {s['diverged_at']}"
                   if s["diverged_at"] >= 0 else "no divergence", s["diverged_at"] < 0),
-            Claim("sharpness reaches 2/eta (edge of stability)", EOS_SOURCE, f">= 0.95 x 2/eta = {0.95 * thr:.4g}",
+            legacy_claim("sharpness reaches 2/eta (edge of stability)", EOS_SOURCE, f">= 0.95 x 2/eta = {0.95 * thr:.4g}",
                   s["max_sharpness"], bool(s["max_sharpness"] >= 0.95 * thr),
                   f"initial sharpness {s['initial_sharpness']:.4g}"),
-            Claim("sharpness hovers at 2/eta over the second half (median / (2/eta))", EOS_SOURCE,
+            legacy_claim("sharpness hovers at 2/eta over the second half (median / (2/eta))", EOS_SOURCE,
                   "in [0.9, 1.1]", float(med), bool(0.9 <= med <= 1.1)),
-            Claim("tracked (warm-started) Lanczos sharpness agrees with a cold converged reference",
+            legacy_claim("tracked (warm-started) Lanczos sharpness agrees with a cold converged reference",
                   "Lanczos residual bound", f"relative error <= {10 * tol:g}", float(rel_err), bool(rel_err <= 10 * tol),
                   f"reference {s['final_sharpness_reference']:.10g} ({s['reference_hvps']} HVPs)"),
         ]
         if s["kinks"]:
             k64, n64 = s["kinks"]["float64"], s["kink_evaluations"]["float64"]
             k32, n32 = s["kinks"]["float32"], s["kink_evaluations"]["float32"]
-            out.append(Claim("ReLU pre-activations exactly 0 (autodiff took relu'(0) = 0) are rare in float64",
+            out.append(legacy_claim("ReLU pre-activations exactly 0 (autodiff took relu'(0) = 0) are rare in float64",
                              "spec section 0 (kink convention)", "fraction < 1e-6",
                              f"float64 {k64} of {n64}; float32 {k32} of {n32}", bool(k64 < 1e-6 * n64),
                              "counted at every training step over all ReLU inputs"))
         else:
-            out.append(Claim("ReLU pre-activations exactly 0", "spec section 0 (kink convention)", "-",
+            out.append(legacy_claim("ReLU pre-activations exactly 0", "spec section 0 (kink convention)", "-",
                              "-", None, f"activation {s['activation']} has no kink"))
         return out
 

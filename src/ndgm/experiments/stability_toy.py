@@ -19,7 +19,8 @@ from ..analysis.stability import (gd_mu, lyapunov_exact_1d, lyapunov_exponents, 
                                   toy_lambda, toy_mu)
 from ..errors import NdgmError
 from ..problems import PAPER_SCALE, TwoPointReLU
-from .base import Claim, Context, Experiment, Param
+from ..claims import Claim, legacy_claim
+from .base import Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (paper App. C)"
 TOL = 1e-4
@@ -166,12 +167,12 @@ class StabilityToy(Experiment):
         why = "" if defaults else "spec numbers hold for the defaults (eta, p, scale = 1.765) only"
         for key, exp in EXPECTED_VALUES.items():
             m = s["values"][key]
-            out.append(Claim(key.replace("mu_", "mu ") + " on M", SRC, exp, round(m, 6),
+            out.append(legacy_claim(key.replace("mu_", "mu ") + " on M", SRC, exp, round(m, 6),
                              (abs(m - exp) <= TOL) if defaults else None, why or "to 1e-4"))
         P1, P2 = s["panel1"], s["panel2"]
 
         def ivl(key, measured, label):
-            out.append(Claim(label, SRC, EXPECTED_INTERVALS[key], [tuple(round(x, 4) for x in i) for i in measured],
+            out.append(legacy_claim(label, SRC, EXPECTED_INTERVALS[key], [tuple(round(x, 4) for x in i) for i in measured],
                              _close_intervals(measured, EXPECTED_INTERVALS[key]) if defaults else None,
                              why or "intervals of t1, to 1e-4"))
 
@@ -183,7 +184,7 @@ class StabilityToy(Experiment):
         outside = P1["sgd_not_gd"]
         window = (max((i[1] for i in outside if i[1] <= 1), default=0.0),
                   min((i[0] for i in outside if i[0] >= 1), default=float("inf")))
-        out.append(Claim("Fig. 4 left: paper says 'SGD-stable is a proper subset of GD-stable'; on all t1 > 0 it is "
+        out.append(legacy_claim("Fig. 4 left: paper says 'SGD-stable is a proper subset of GD-stable'; on all t1 > 0 it is "
                          "not -- it holds only inside a plotting window that hides the outer islands", SRC,
                          "not a subset on t1 > 0; subset inside a window",
                          f"SGD-stable minus GD-stable = {[tuple(round(x, 4) for x in i) for i in outside]}; "
@@ -191,25 +192,25 @@ class StabilityToy(Experiment):
                          bool(outside) and not _minus(_intersect(P1["sgd_stable"], [window]), P1["gd_stable"]),
                          "full sets reported above; the paper's wording is true only within that window"))
         disjoint = not _intersect(P2["sgd_stable"], P2["gd_stable_p_weighted"]) and not P2["gd_stable_uniform"]
-        out.append(Claim("Fig. 4 right: SGD-stable and GD-stable are disjoint", SRC + " / paper", True, disjoint,
+        out.append(legacy_claim("Fig. 4 right: SGD-stable and GD-stable are disjoint", SRC + " / paper", True, disjoint,
                          disjoint, "GD-stable with either weighting"))
         est, se, ex = s["lyapunov_estimate"], s["lyapunov_stderr"], s["lyapunov_exact"]
-        out.append(Claim(f"Lyapunov estimator (QR, projected on N) = exact 1-D formula at (1, 1), eta={config['eta1']}",
+        out.append(legacy_claim(f"Lyapunov estimator (QR, projected on N) = exact 1-D formula at (1, 1), eta={config['eta1']}",
                          "spec stability.md s.3", round(ex, 6), round(est, 6), abs(est - ex) <= 4 * se,
                          f"standard error {se:.2g} over 20 blocks; within 4 standard errors"))
         mu_gen = s["gd_mu_generic"]
         mu_exp = s["values"]["mu(0.15, 0.5; 1)"]
-        out.append(Claim("gd_mu from the projected 2x2 Hessian equals the closed form", "spec stability.md s.3",
+        out.append(legacy_claim("gd_mu from the projected 2x2 Hessian equals the closed form", "spec stability.md s.3",
                          round(mu_exp, 6), round(mu_gen, 6), abs(mu_gen - mu_exp) <= 1e-10))
         end = s["traj_end_0.25"]
         ok = defaults and max(abs(end[0] - 1.21013), abs(end[1] - 0.82636)) <= TOL
-        out.append(Claim("Fig. 3 right: GD at eta=0.25 from (1.48, 1/1.48 + 0.1) converges to", SRC,
+        out.append(legacy_claim("Fig. 3 right: GD at eta=0.25 from (1.48, 1/1.48 + 0.1) converges to", SRC,
                          [1.21013, 0.82636], [round(v, 5) for v in end], ok if defaults else None, why))
         a, b = s["traj_last_two_0.325"]
         pts = sorted([a[0], b[0]])
         ok = defaults and all(abs(x - y) <= TOL for x, y in zip(pts, [0.77152, 1.12978])) \
             and abs(a[0] - a[1]) <= TOL and abs(b[0] - b[1]) <= TOL
-        out.append(Claim("Fig. 3 right: GD at eta=0.325 ends on the 2-cycle (0.77152,0.77152) <-> (1.12978,1.12978)",
+        out.append(legacy_claim("Fig. 3 right: GD at eta=0.325 ends on the 2-cycle (0.77152,0.77152) <-> (1.12978,1.12978)",
                          SRC, [0.77152, 1.12978], [round(v, 5) for v in pts], ok if defaults else None, why))
         return out
 

@@ -1,40 +1,50 @@
 """Claims tables: plain text for the terminal, Markdown for pasting.
 
 Both take ledger rows (``ndgm.claims.ledger_row``: ``experiment`` plus a `Claim`'s fields),
-as stored in ``claims.json`` or built from a run folder's ``result.json``.
+as stored in ``claims.json`` or built from a run folder's ``result.json``. Every row shows
+its rule; statistical rows show ``n`` and the 95% interval in the measured column.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..claims import verdict
+from ..claims import CONTRADICTED, INCONCLUSIVE, Claim
 
 
-def _fmt(v) -> str:
+def fmt(v) -> str:
+    """A value as the ledger prints it: floats >= 1e3 or < 1e-3 keep every digit (the claims
+    compare bit patterns like 4461.786221675728), others 6 significant digits."""
     if isinstance(v, float):
-        # Large values keep every digit: the claims compare bit patterns like 4461.786221675728.
         return repr(v) if (abs(v) >= 1e3 or (v != 0 and abs(v) < 1e-3)) else f"{v:.6g}"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
     return str(v)
 
 
-def _verdict(c: dict) -> str:
-    word = verdict(c.get("passed"))
-    return word.upper() if c.get("passed") is False else word  # a difference stands out in the table
+def measured_text(row: dict) -> str:
+    """The measured value, with ``(n = ...)`` for a statistical row."""
+    text = fmt(row.get("measured"))
+    if row.get("n") is not None:
+        text += f" (n = {row['n']})"
+    return text
+
+
+def _verdict(row: dict) -> str:
+    word = Claim.from_dict(row).verdict
+    return word.upper() if word in (CONTRADICTED, INCONCLUSIVE) else word  # these stand out in the table
 
 
 def _rows(claims: Iterable[dict]) -> list[list[str]]:
-    return [[c.get("experiment", ""), c["claim"], c.get("source", ""), _fmt(c["expected"]), _fmt(c["measured"]), _verdict(c)]
-            for c in claims]
+    return [[c.get("experiment", ""), c["claim"], c.get("source", ""), fmt(c["expected"]), measured_text(c),
+             c.get("rule", "") or "", _verdict(c)] for c in claims]
 
 
-HEADER = ["experiment", "claim", "source", "expected", "measured", "verdict"]
+HEADER = ["experiment", "claim", "source", "expected", "measured", "rule", "verdict"]
 
 
 def claims_table(claims: Iterable[dict]) -> str:
-    """Fixed-width text table of ledger rows (``experiment, claim, source, expected, measured, passed``)."""
+    """Fixed-width text table of ledger rows."""
     rows = _rows(claims)
     widths = [min(max(len(r[i]) for r in rows + [HEADER]), 60) for i in range(len(HEADER))]
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from ..claims import ledger_row, verdict
+from ..claims import VERDICTS, Claim, ledger_row, verdict_counts
 from ..store import StoredRun, atomic_write, flatten_summary
-from .claims import _fmt
+from .claims import fmt, measured_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -26,8 +26,10 @@ table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em;width:100%}
 th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 th{background:#f4f4f4} td.num{font-family:ui-monospace,Menlo,monospace;max-width:24em;overflow-wrap:anywhere}
 .reproduced{background:#e6f4ea;color:#137333;font-weight:600}
-.differs{background:#fce8e6;color:#a50e0e;font-weight:600}
+.contradicted{background:#fce8e6;color:#a50e0e;font-weight:600}
+.inconclusive{background:#fef7e0;color:#8a5a00;font-weight:600}
 .notrun{background:#f1f3f4;color:#5f6368}
+td.rule{font-size:.85em;color:#444;max-width:22em} svg.seeds{display:block;margin-top:3px}
 section{border-top:2px solid #eee;margin-top:2em;padding-top:.5em}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 pre.doc{white-space:pre-wrap;background:#fafafa;border-left:3px solid #ccc;padding:.6em;font-size:.9em}
@@ -44,9 +46,38 @@ window.addEventListener('load', function () {
 """
 
 
-def _verdict_cell(passed) -> str:
-    text = verdict(passed)
+def _verdict_cell(row: dict) -> str:
+    text = Claim.from_dict(row).verdict
     return f'<td class="{text.replace(" ", "")}">{text}</td>'
+
+
+def _seed_strip(row: dict, width: int = 180, height: int = 26) -> str:
+    """An inline SVG of a statistical row: its per-unit values (dots), the 95% interval (bar)
+    and the margin (red tick), on one shared axis."""
+    values, interval, margin = row.get("values") or [], row.get("interval"), row.get("margin")
+    pts = [float(v) for v in values] + (list(map(float, interval)) if interval else []) + (
+        [float(margin)] if margin is not None else [])
+    pts = [p for p in pts if p == p and abs(p) != float("inf")]
+    if not pts:
+        return ""
+    lo, hi = min(pts), max(pts)
+    span = (hi - lo) or (abs(hi) or 1.0)
+    lo, hi = lo - 0.05 * span, hi + 0.05 * span
+
+    def x(v: float) -> float:
+        return 4 + (width - 8) * (float(v) - lo) / (hi - lo)
+
+    parts = []
+    if interval:
+        parts.append(f'<line x1="{x(interval[0]):.1f}" x2="{x(interval[1]):.1f}" y1="8" y2="8" '
+                     'stroke="#1a73e8" stroke-width="4"/>')
+    if margin is not None:
+        parts.append(f'<line x1="{x(margin):.1f}" x2="{x(margin):.1f}" y1="2" y2="{height - 2}" stroke="#d93025"/>')
+    for v in values:
+        parts.append(f'<circle cx="{x(v):.1f}" cy="18" r="2.5" fill="#333" fill-opacity="0.7"/>')
+    title = html.escape(f"values {fmt([float(v) for v in values])}; interval {fmt(interval)}; margin {fmt(margin)}")
+    return (f'<svg class="seeds" width="{width}" height="{height}" role="img"><title>{title}</title>'
+            + "".join(parts) + "</svg>")
 
 
 def _claims_rows(claims: Iterable[dict], with_experiment: bool) -> str:
@@ -56,15 +87,16 @@ def _claims_rows(claims: Iterable[dict], with_experiment: bool) -> str:
         if with_experiment:
             cells.append(f'<td><a href="#{html.escape(c.get("experiment", ""))}">{html.escape(c.get("experiment", ""))}</a></td>')
         cells += [f"<td>{html.escape(c['claim'])}</td>", f"<td>{html.escape(c.get('source', ''))}</td>",
-                  f'<td class="num">{html.escape(_fmt(c["expected"]))}</td>',
-                  f'<td class="num">{html.escape(_fmt(c["measured"]))}</td>', _verdict_cell(c.get("passed")),
+                  f'<td class="num">{html.escape(fmt(c["expected"]))}</td>',
+                  f'<td class="num">{html.escape(measured_text(c))}{_seed_strip(c)}</td>',
+                  f'<td class="rule">{html.escape(c.get("rule", "") or "")}</td>', _verdict_cell(c),
                   f"<td>{html.escape(str(c.get('detail', '') or ''))}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(rows)
 
 
 def _claims_table(claims: list[dict], with_experiment: bool, table_id: str = "") -> str:
-    head = (["experiment"] if with_experiment else []) + ["claim", "source", "paper / expected", "measured", "verdict", "detail"]
+    head = (["experiment"] if with_experiment else []) + ["claim", "source", "paper / expected", "measured", "rule", "verdict", "detail"]
     ident = f' id="{table_id}"' if table_id else ""
     return (f"<table{ident}><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
             + _claims_rows(claims, with_experiment) + "</tbody></table>")
@@ -85,7 +117,7 @@ def _section(run: StoredRun) -> str:
     cfg = run.config.get("config", {})
     claims = run.result.get("claims", [])
     figs = [run.path / f for f in run.figures if (run.path / f).is_file()]
-    numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{html.escape(_fmt(v))}</td></tr>' for k, v in flatten_summary(run.result.get("summary", {}), max_list=8))
+    numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{html.escape(fmt(v))}</td></tr>' for k, v in flatten_summary(run.result.get("summary", {}), max_list=8))
     return f"""
 <section id="{html.escape(run.experiment)}">
 <h2>{html.escape(title)} <small class="meta">({html.escape(run.experiment)}; {html.escape(source)})</small></h2>
@@ -105,16 +137,14 @@ torch {html.escape(str(run.config.get('versions', {}).get('torch')))}</p>
 
 def write_report(path: Path, runs: list[StoredRun], ledger: list[dict], title: str = "ndgm reproduction report") -> Path:
     """Write the self-contained ``report.html`` for ``runs`` with ``ledger`` on top."""
-    n_ok = sum(c.get("passed") is True for c in ledger)
-    n_bad = sum(c.get("passed") is False for c in ledger)
-    n_na = len(ledger) - n_ok - n_bad
+    counts = verdict_counts(ledger)
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style><script>{CHECK_SCRIPT}</script></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="meta">generated {time.strftime('%Y-%m-%d %H:%M:%S')}; {len(runs)} experiment runs;
-<b>{n_ok}</b> claims reproduced, <b>{n_bad}</b> differ, <b>{n_na}</b> not run here.</p>
+{', '.join(f'<b>{counts[v]}</b> {v}' for v in VERDICTS)} (of {len(ledger)} claims).</p>
 <h2>Claims ledger</h2>
 {_claims_table(ledger, with_experiment=True, table_id="ledger")}
 {''.join(_section(r) for r in runs)}
