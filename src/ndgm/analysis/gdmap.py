@@ -202,3 +202,160 @@ def saddle_avoidance(a, eta: float, starts: int = 1000, iterations: int = 200, s
         "starts": starts,
         "iterations": iterations,
     }
+
+
+# -- networks: step-size scans and exceptional step sizes from Hessian spectra ---------------
+
+@dataclass
+class StepSizeScan:
+    r"""``I - eta H`` at many step sizes, from the eigenvalues of ``H`` (symmetric).
+
+    The factors ``1 - eta lambda_i`` are the eigenvalues of ``I - eta H``, so its singular values
+    are ``|1 - eta lambda_i|``. Arrays have the shape of the step sizes (``(..., E)``).
+
+    Attributes
+    ----------
+    log_abs_det : ndarray
+        ``log|det(I - eta H)| = sum_i log|1 - eta lambda_i|``; NaN where only part of the
+        spectrum is known (a Lanczos spectrum).
+    sigma_min, sigma_max : ndarray
+        ``min_i |1 - eta lambda_i|`` and ``max_i |1 - eta lambda_i|``: the extreme singular values.
+    tol : ndarray
+        ``sigma_max * d * eps`` (float64 ``eps``): the rank tolerance of
+        `numpy.linalg.matrix_rank`. A computed eigenvalue of a symmetric ``H`` is exact for a
+        matrix within about ``d eps ||H||`` of it, so ``sigma_min`` below ``tol`` cannot be told
+        from 0: the pair is *numerically singular*.
+    singular : ndarray of bool
+        ``sigma_min <= tol`` (and decided).
+    decided : ndarray of bool
+        False where a partial spectrum cannot bound ``sigma_min`` (see `scan_step_sizes`).
+    """
+
+    log_abs_det: np.ndarray
+    sigma_min: np.ndarray
+    sigma_max: np.ndarray
+    tol: np.ndarray
+    singular: np.ndarray
+    decided: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        """``sigma_min / tol``: how far a pair is from numerical singularity (``<= 1``: singular)."""
+        return self.sigma_min / self.tol
+
+
+def scan_step_sizes(eigenvalues, etas, dim: int | None = None, complete_from=None, eig_error=None) -> StepSizeScan:
+    r"""`StepSizeScan` of ``I - eta H`` for every step size in ``etas``.
+
+    Parameters
+    ----------
+    eigenvalues : array (..., m)
+        Eigenvalues of ``H``: the whole spectrum (``m = d``), or -- with ``complete_from`` -- a
+        part of it that contains the largest and the smallest eigenvalue.
+    etas : array (..., E)
+        Step sizes (> 0), broadcast against the leading axes of ``eigenvalues``.
+    dim : int, optional
+        ``d``, the size of ``H`` (default ``m``), for the tolerance ``sigma_max d eps``.
+    complete_from : array (...), optional
+        For a partial spectrum: a value ``c`` such that every eigenvalue ``>= c`` is in
+        ``eigenvalues`` (the smallest of Lanczos' top ``k``). For ``eta <= 1/c`` the factor of any
+        missing eigenvalue ``lambda < c`` is ``1 - eta lambda > 1 - eta c >= 0``, no smaller than a
+        factor that is present, so ``sigma_min`` is exact there; larger ``eta`` are undecided.
+        ``sigma_max`` is exact either way (the extremes are present); ``log_abs_det`` is NaN.
+    eig_error : array (...), optional
+        A bound on the error of each eigenvalue (a Lanczos residual): the tolerance becomes
+        ``max(sigma_max d eps, eta * eig_error)``, as ``|1 - eta lambda|`` is then known to
+        within ``eta * eig_error``.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    eta = np.asarray(etas, dtype=np.float64)
+    if np.any(~np.isfinite(eta)) or np.any(eta <= 0):
+        raise NdgmError("etas must be finite and > 0")
+    d = lam.shape[-1] if dim is None else int(dim)
+    factors = np.abs(1.0 - eta[..., :, None] * lam[..., None, :])  # (..., E, m)
+    smin, smax = factors.min(-1), factors.max(-1)
+    tol = smax * d * np.finfo(np.float64).eps
+    if eig_error is not None:
+        tol = np.maximum(tol, eta * np.asarray(eig_error, dtype=np.float64)[..., None])
+    if complete_from is None:
+        with np.errstate(divide="ignore"):
+            logdet = np.log(factors).sum(-1)
+        decided = np.ones(smin.shape, dtype=bool)
+    else:
+        c = np.asarray(complete_from, dtype=np.float64)[..., None]
+        logdet = np.full(smin.shape, np.nan)
+        decided = (c <= 0) | (eta * c <= 1.0)
+    return StepSizeScan(logdet, smin, smax, tol, (smin <= tol) & decided, decided)
+
+
+@dataclass
+class RegionSpectrumReport:
+    r"""Which eigenvalues of ``H`` stay put over a set of points (a small ball): candidates for
+    ``1/eta`` "identically on an open region".
+
+    Attributes
+    ----------
+    candidates : ndarray (c,)
+        The eigenvalues ``>= lam_min`` at the first point (the centre).
+    displacement : ndarray (c,)
+        For each candidate ``lambda``: ``max_j min_l |lambda_l(theta_j) - lambda|``, how far the
+        nearest eigenvalue at the farthest other point lies (index-free: eigenvalues may swap).
+    rounding : float
+        ``d eps max_j ||H(theta_j)||_2``: the rounding level of a computed eigenvalue.
+    persistent : ndarray of bool (c,)
+        ``displacement <= rounding``: the eigenvalue is the same at every point to rounding.
+    """
+
+    candidates: np.ndarray
+    displacement: np.ndarray
+    rounding: float
+    persistent: np.ndarray
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Exceptional step sizes on the region: ``1/lambda`` of the persistent eigenvalues, ascending."""
+        return np.sort(1.0 / self.candidates[self.persistent])
+
+    @property
+    def min_ratio(self) -> float:
+        """``min displacement / rounding`` over the candidates (inf when there are none): how many
+        times rounding the least-moving eigenvalue moved."""
+        return float((self.displacement / self.rounding).min()) if self.candidates.size else float("inf")
+
+
+def region_spectrum(eigenvalues, lam_min: float, dim: int | None = None) -> RegionSpectrumReport:
+    r"""Compare the spectra of ``H`` at ``M >= 2`` points (``eigenvalues``: ``(M, m)``, row 0 the centre).
+
+    Only eigenvalues ``>= lam_min > 0`` are candidates: they are the ``1/eta`` of step sizes
+    ``eta <= 1/lam_min``. A candidate that every other point also has, to the rounding level
+    ``d eps ||H||``, is *persistent*: if it stays so on an open region, ``eta = 1/lambda`` is
+    exceptional there (``det(I - eta H) = 0`` on the region, which the GD map collapses). An
+    eigenvalue that moves by many times the rounding level is a continuous function that is not
+    constant on the region, and exceptional at most on a null set.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    if lam.ndim != 2 or lam.shape[0] < 2:
+        raise NdgmError(f"eigenvalues must have shape (M >= 2, m), got {lam.shape}")
+    if not lam_min > 0:
+        raise NdgmError(f"lam_min must be > 0, got {lam_min}")
+    d = lam.shape[1] if dim is None else int(dim)
+    rounding = d * np.finfo(np.float64).eps * float(np.abs(lam).max())
+    cand = lam[0][lam[0] >= lam_min]
+    dist = np.abs(lam[1:, None, :] - cand[None, :, None]).min(-1)  # (M-1, c)
+    disp = dist.max(0) if cand.size else np.zeros(0)
+    return RegionSpectrumReport(cand, disp, rounding, disp <= rounding)
+
+
+def module_gd_map(loss, thetas: Tensor, eta) -> Tensor:
+    r"""``G_eta(theta_k) = theta_k - eta_k grad L(theta_k)`` for every row of ``thetas`` (``(K, d)``).
+
+    ``loss`` is a `ndgm.analysis.hessian.ModelLoss` (full batch, or a minibatch's: the SGD map);
+    the gradients are vectorised over the points (`ndgm.analysis.hessian.model_gradients`);
+    ``eta`` is a scalar or ``(K,)``.
+    """
+    from .hessian import model_gradients
+
+    return thetas - _eta_col(eta, thetas) * model_gradients(loss, thetas)
+
+
+__all__ += ["StepSizeScan", "scan_step_sizes", "RegionSpectrumReport", "region_spectrum", "module_gd_map"]

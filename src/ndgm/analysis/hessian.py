@@ -522,3 +522,66 @@ class FunctionHessian(CurvatureOperator):
             t = self.x.detach().requires_grad_(True)
             hv = _double_backward(self.f(t), t, _columns(V))
         return torch.stack([torch.zeros_like(self.x) if h is None else h.detach() for h in hv], -1)
+
+
+# -- many parameter points at once -----------------------------------------------------------
+
+class BatchedModelHessian(CurvatureOperator):
+    r"""Hessians of one `ModelLoss` at ``K`` parameter points ``thetas`` (``(K, d)``): batch ``(K,)``.
+
+    Block ``k`` is ``H(theta_k) = nabla^2 L(theta_k)``, the `ModelHessian` at ``thetas[k]``;
+    ``A @ V`` with ``V`` of shape ``(K, d, m)`` gives every ``H(theta_k) V_k``. Each product is
+    reverse over reverse, ``v -> grad_theta <grad L(theta), v>`` (`torch.func.grad`, as every
+    operator here), vectorised by `torch.func.vmap` over the points and over the vectors of a
+    block, chunk by chunk of the data and at most ``max_vectors`` vectors of a block per
+    vectorised call (memory: ``K * max_vectors`` copies of one chunk's activations). So
+    `~CurvatureOperator.dense` -- ``K`` Hessians -- is ``ceil(d / max_vectors)`` vectorised
+    calls per chunk instead of ``K d`` separate double backwards, and
+    ``gd_jacobian(eta)`` with ``eta`` of shape ``(K,)`` gives one GD-map Jacobian per point.
+
+    The model must be vmap-able (no in-place operations, no data-dependent control flow) and
+    its buffers are shared by all points (read, not written: use it in eval mode if it has
+    running statistics).
+    """
+
+    def __init__(self, loss: ModelLoss, thetas: Tensor, max_vectors: int = 64):
+        if thetas.ndim != 2 or thetas.shape[1] != loss.dim:
+            raise NdgmError(f"thetas must have shape (K, {loss.dim}), got {tuple(thetas.shape)}")
+        super().__init__(loss.dim, (thetas.shape[0],), loss.dtype, loss.device)
+        self.loss = loss
+        self.thetas = thetas.detach().to(dtype=loss.dtype, device=loss.device).clone()
+        self.max_vectors = check_int("max_vectors", max_vectors)
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        from torch.func import grad, vmap
+
+        loss = self.loss
+        out = torch.zeros_like(V)
+        for Xc, Yc in loss.chunks():
+            def hvp(theta, v, Xc=Xc, Yc=Yc):
+                return grad(lambda t: torch.dot(grad(loss.chunk_loss)(t, Xc, Yc), v))(theta)
+
+            batched = vmap(vmap(hvp, in_dims=(None, 1), out_dims=1))
+            for s in range(0, V.shape[-1], self.max_vectors):
+                out[..., s:s + self.max_vectors] += batched(self.thetas, V[..., s:s + self.max_vectors])
+        loss.n_hvp += V.shape[0] * V.shape[-1]
+        return out.detach()
+
+
+def model_gradients(loss: ModelLoss, thetas: Tensor) -> Tensor:
+    r"""``grad L(theta_k)`` for every row of ``thetas`` (``(K, d)``), vectorised over the points.
+
+    ``L`` as in `ModelLoss` (summed over its chunks). Used for GD maps of many points at once:
+    ``G_eta(theta_k) = theta_k - eta_k grad L(theta_k)``.
+    """
+    from torch.func import grad, vmap
+
+    if thetas.ndim != 2 or thetas.shape[1] != loss.dim:
+        raise NdgmError(f"thetas must have shape (K, {loss.dim}), got {tuple(thetas.shape)}")
+    out = torch.zeros_like(thetas)
+    for Xc, Yc in loss.chunks():
+        out += vmap(grad(loss.chunk_loss), in_dims=(0, None, None))(thetas, Xc, Yc)
+    return out.detach()
+
+
+__all__ += ["BatchedModelHessian", "model_gradients"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..errors import NdgmError
 from . import (activations, bifurcation, capture, eos_huber, gdmap_1d, l1_deep, lasso_general, lasso_toy, rates,
                sgd_montecarlo, sharpness, stability_toy)
+from . import nonsingularity
 from .base import Claim, Context, Experiment, Param, Result
 
 REGISTRY: tuple[Experiment, ...] = (
@@ -18,6 +19,7 @@ REGISTRY: tuple[Experiment, ...] = (
     activations.EXPERIMENT,
     l1_deep.EXPERIMENT,
     gdmap_1d.EXPERIMENT,
+    nonsingularity.EXPERIMENT,
     stability_toy.EXPERIMENT,
     bifurcation.EXPERIMENT,
     sgd_montecarlo.EXPERIMENT,
