@@ -32,8 +32,10 @@ Lanczos top and bottom eigenvalues when the dimension exceeds ``--dense-max``):
   eigenvalue ``>= 1/eta_max`` present at every point to the rounding level ``d eps ||H||`` is
   *persistent* (`ndgm.analysis.gdmap.region_spectrum`). For the analytic activations every
   eigenvalue moves by orders of magnitude more than rounding (no ``eta`` is exceptional on the
-  ball). For ReLU and leaky ReLU the balls are checked to keep one activation pattern on the data
-  (inside it the network is polynomial in the parameters); the eigenvalues still move.
+  ball). For ReLU and leaky ReLU the balls keep one activation pattern on the data (the radius is
+  divided by 10 until they do; inside one pattern the network is a polynomial in the parameters);
+  the eigenvalues still move: the only Hessian directions that are constant there are those of
+  dead units, with eigenvalue 0 (no step size).
 * The honest ReLU case: where the last hidden layer is dead on the data (its bias shifted so
   every pre-activation is ``<= -dead_margin``: an open set of parameters), a ReLU network's
   output is its output bias, so under squared loss the Hessian is ``I`` on that bias and 0
@@ -109,7 +111,7 @@ class Spectra:
             self.complete_from = self.error = None
             self.method = "dense"
             return
-        k = min(lanczos_k, loss.dim)
+        k = min(lanczos_k, loss.dim // 2)  # the two ends must not overlap
         vals, comp, err = [], [], []
         for theta in thetas:
             op = loss.hessian(theta)
