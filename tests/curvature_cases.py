@@ -17,7 +17,7 @@ from torch.func import functional_call
 
 from ndgm.analysis.curvature import ModelObjective, cross_entropy_sum, mse_sum
 from ndgm.nets.mlp import make_mlp
-from ndgm.nets.small import SmallCNN, SmallMLP, TinyAttention
+from ndgm.nets import small as small_nets
 
 
 def huber_sum(outputs, targets, delta=0.3):
@@ -58,14 +58,15 @@ CASES = [
     CurvatureCase("linear-mse", lambda: make_mlp(5, (), 1, seed=4), mse_sum, 9, 5, 1, seed=3),
     CurvatureCase("linear-huber", lambda: make_mlp(6, (), 1, seed=5, bias=False), huber_sum, 10, 6, 1, seed=4),
     # The nonsingularity experiment's architectures (flat inputs: a 4x4 image, 3 tokens of 2).
-    CurvatureCase("mlp-leaky-relu-mse", lambda: SmallMLP(4, (5,), 2, "leaky_relu", seed=6), mse_sum, 9, 4, 2, seed=5),
-    CurvatureCase("cnn-sigmoid-ce", lambda: SmallCNN(4, 2, 3, 3, "sigmoid", seed=7), cross_entropy_sum, 7, 16, 3,
-                  classes=True, seed=6),
-    CurvatureCase("cnn-relu-mse", lambda: SmallCNN(4, 2, 3, 2, "relu", seed=8), mse_sum, 6, 16, 2, seed=7),
-    CurvatureCase("attention-gelu-mse", lambda: TinyAttention(3, 2, 3, 4, 2, "gelu", seed=9), mse_sum, 6, 6, 2,
-                  seed=8),
-    CurvatureCase("attention-relu-ce", lambda: TinyAttention(3, 2, 3, 4, 3, "relu", seed=10), cross_entropy_sum, 5,
-                  6, 3, classes=True, seed=9),
+    CurvatureCase("mlp-leaky-relu-mse", lambda: small_nets.SmallMLP(4, (5,), 2, "leaky_relu", seed=6), mse_sum,
+                  9, 4, 2, seed=5),
+    CurvatureCase("cnn-sigmoid-ce", lambda: small_nets.SmallCNN(4, 2, 3, 3, "sigmoid", seed=7), cross_entropy_sum,
+                  7, 16, 3, classes=True, seed=6),
+    CurvatureCase("cnn-relu-mse", lambda: small_nets.SmallCNN(4, 2, 3, 2, "relu", seed=8), mse_sum, 6, 16, 2, seed=7),
+    CurvatureCase("attention-gelu-mse", lambda: small_nets.TinyAttention(3, 2, 3, 4, 2, "gelu", seed=9), mse_sum,
+                  6, 6, 2, seed=8),
+    CurvatureCase("attention-relu-ce", lambda: small_nets.TinyAttention(3, 2, 3, 4, 3, "relu", seed=10),
+                  cross_entropy_sum, 5, 6, 3, classes=True, seed=9),
 ]
 CASE_IDS = [c.name for c in CASES]
 

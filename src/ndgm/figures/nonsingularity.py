@@ -101,6 +101,7 @@ def plot_saddle(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
         ax.fill_between(steps, np.quantile(dist, 0.1, 0), np.quantile(dist, 0.9, 0), color=color, alpha=0.2)
     ax.axhline(config["escape_distance"], color="grey", ls=":", lw=1, label="escaped beyond")
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(0, steps.max())
     ax.set_yscale("log")
     ax.set_xlabel("GD step")
     ax.set_ylabel("distance from the saddle")
