@@ -306,6 +306,7 @@ def _solve_one(data: _Data, lam: float, w: np.ndarray, tol_abs: float, max_iter:
     n_iter = 0
     prev_ws = None
     outer = 0
+    best_gap, stalled = math.inf, 0
     while True:
         if outer == 0 and not w.any():  # at w = 0, X^T r = X^T y is known
             c = data.Xty
@@ -313,7 +314,10 @@ def _solve_one(data: _Data, lam: float, w: np.ndarray, tol_abs: float, max_iter:
             c = data.design.rmatvec(r).double().cpu().numpy()
         r_norm2, r_dot_y = float(r @ r), float(r @ data.y)
         gap, s = duality_gap(lam, c, r_norm2, r_dot_y, float(np.abs(w).sum()), positive)
-        if gap <= tol_abs or outer >= max_outer or n_iter >= max_iter:
+        # no progress in five outer iterations: the gap sits at rounding level above tol (report, don't spin)
+        stalled = 0 if gap < 0.9 * best_gap else stalled + 1
+        best_gap = min(best_gap, gap)
+        if gap <= tol_abs or outer >= max_outer or n_iter >= max_iter or stalled >= 5:
             return w, gap, c, r_norm2, n_iter, outer
         outer += 1
         free = ~screened
@@ -407,7 +411,9 @@ def working_set_solver(datafit: LeastSquares, penalty: L1Penalty, W0=None, *, in
     max_iter = check_int("max_iter", max_iter, minimum=0)
     max_outer = check_int("max_outer", max_outer)
     p0 = check_int("p0", p0)
-    alphas = np.asarray(torch.as_tensor(penalty.lam).detach().cpu().double().reshape(-1).numpy())
+    lam = penalty.lam
+    alphas = (lam.detach().cpu().double().reshape(-1).numpy() if isinstance(lam, torch.Tensor)
+              else np.asarray(lam, dtype=np.float64).reshape(-1))  # a Python float stays float64
     for a in alphas:
         check_nonnegative("alpha", a)
     data = _Data(datafit)
