@@ -111,6 +111,37 @@ def test_sparse_input_matches_dense_and_lasso(fmt, fit_intercept):
     assert est.score(X, y) == pytest.approx(ref.score(X, y), rel=1e-9)
 
 
+@pytest.mark.parametrize("kind", [sp.csr_matrix, sp.csc_array])
+def test_sparse_estimator_never_densifies(kind, monkeypatch):
+    """Intercept (implicit centring) and sample weights on a sparse design: no dense copy of X anywhere,
+    and still Lasso's solution."""
+    rs = np.random.RandomState(5)
+    X = kind(sp.random(300, 1200, density=0.02, random_state=rs, data_rvs=rs.randn))
+    n, d = X.shape
+    w = np.zeros(d)
+    w[:8] = 4 * rs.randn(8)
+    y = np.asarray(X @ w).reshape(-1) + 2.0 + 0.05 * rs.randn(n)
+    sw = rs.rand(n) + 0.5
+    alpha = 0.01  # about alpha_max / 25: 17 nonzeros
+    ref = lasso(alpha).fit(X, y, sample_weight=sw)
+    assert 10 <= int((ref.coef_ != 0).sum()) <= 30
+    sizes = []
+
+    def guard(original, size):
+        def patched(self, *a, **k):
+            sizes.append(size(self))
+            assert sizes[-1] < n * d / 4, "a large block of X was densified"
+            return original(self, *a, **k)
+        return patched
+
+    for cls in (sp.csr_matrix, sp.csc_matrix, sp.csr_array, sp.csc_array, sp.coo_matrix, sp.coo_array):
+        monkeypatch.setattr(cls, "toarray", guard(cls.toarray, lambda A: A.shape[0] * A.shape[1]))
+    monkeypatch.setattr(torch.Tensor, "to_dense", guard(torch.Tensor.to_dense, lambda T: T.shape[0] * T.shape[-1]))
+    est = L1Regression(alpha, tol=1e-12).fit(X, y, sample_weight=sw)
+    assert_same_fit(est, ref)
+    assert est.dual_gap_ <= 1e-12 * float(np.sum(sw * (y - np.average(y, weights=sw)) ** 2))
+
+
 def test_torch_inputs_dense_and_sparse(diabetes_raw):
     X, y = diabetes_raw
     ref = L1Regression(0.1, tol=1e-12).fit(X, y)
