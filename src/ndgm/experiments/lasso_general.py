@@ -197,7 +197,8 @@ class LassoReal(Experiment):
                                 progress=progress, desc=f"lasso-real {name}")
             coefs[name] = tr.final
         coefs["fista"] = fista(problem.datafit, problem.penalty, tol=1e-12).coef.numpy()
-        coefs["ista"] = np.stack([L1Regression(method="ista", alpha=a, max_iter=100000, tol=1e-12, dtype=config["dtype"])
+        coefs["ista"] = np.stack([L1Regression(method="ista", alpha=a, fit_intercept=False, max_iter=100000,
+                                               tol=1e-12, dtype=config["dtype"])
                                   .fit(Xn, yn).coef_ for a in alphas])
         P = config["prox_iterations"]
         coefs["proxsgd"] = fit_grouped(ProxSGD, X, y, alphas, P, lr=1.0 / problem.smoothness)[0]

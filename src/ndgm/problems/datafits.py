@@ -85,11 +85,18 @@ class LeastSquares(_ConsistentRegression):
     `scale_value` and `scale_grad` apply the scaling to a sum of squares and to a quantity linear
     in ``X^T`` (a gradient, ``X^T X``, ``X^T y``), for torch or numpy arrays: the full-batch solvers
     build their Gram form from them.
+
+    ``X`` may also be sparse (a torch sparse tensor or a scipy.sparse matrix, wrapped in an
+    `ndgm.sparse.design.Design`, never densified) or a `Design` itself (e.g. implicitly centred).
     """
 
     def __init__(self, X: Tensor, y: Tensor, scaling: str = "mean"):
         if scaling not in SCALINGS:
             raise NdgmError(f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
+        if not isinstance(X, (Tensor, np.ndarray)) or (isinstance(X, Tensor) and X.layout != torch.strided):
+            from ..sparse.design import as_design  # here: ndgm.sparse imports this module
+
+            X = as_design(X)
         super().__init__(X, y)
         self.scaling = scaling
         self.lipschitz = None
@@ -99,7 +106,10 @@ class LeastSquares(_ConsistentRegression):
     def smoothness(self) -> float:
         """``L``, the scaled ``lambda_max(X^T X)``: computed on first use (a solver finds its own)."""
         if self._smoothness is None:
-            self._smoothness = self.scale_grad(lambda_max(self.X.T @ self.X))
+            if isinstance(self.X, Tensor):
+                self._smoothness = self.scale_grad(lambda_max(self.X.T @ self.X))
+            else:  # a Design: Lanczos on its products, X^T X is never formed
+                self._smoothness = self.scale_grad(self.X.spectral_norm2())
         return self._smoothness
 
     def scale_value(self, S):

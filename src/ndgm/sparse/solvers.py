@@ -11,6 +11,13 @@ step on the datafit and then soft-threshold, so the coordinates they set to zero
 ``0.0`` -- no thresholding after the fact. Each result carries the optimality certificate
 ``penalty.subdiff_distance(w, grad g(w))``, :math:`\mathrm{dist}(-\nabla g(w), \alpha\,\partial\|w\|_1)`,
 which is zero exactly at a minimiser. `solve_lasso` builds the pair from ``(X, y, alpha)``.
+
+They run on the whole problem, all K penalties in one batch (on a GPU, a whole path at once). The fast
+exact solver for one penalty or a warm-started path is `ndgm.sparse.working_set.working_set_solver`
+(screening, working sets, this FISTA inside, the duality gap as stopping rule); the estimator uses it.
+The step ``1/L`` starts from ``L = lambda_max(X^T X)`` scaled by the datafit, found by Lanczos on
+products with ``X`` (a few dozen mat-vecs: never ``X X^T`` or an eigendecomposition). ``X`` may be a
+dense tensor or a sparse `Design`.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import torch
 from torch import Tensor
 
 from ..errors import NdgmError, check_int, check_positive
-from ..problems import L1Penalty, LeastSquares, lambda_max
+from ..problems import L1Penalty, LeastSquares
+from .design import Design, as_design
 
 __all__ = ["SolverResult", "ista", "fista", "solve_lasso", "SOLVERS"]
 
@@ -44,7 +52,12 @@ class SolverResult:
         Iterations each configuration ran before meeting ``tol`` (or ``max_iter``).
     converged : Tensor (K,) of bool
     step : Tensor (K,)
-        Final step size ``1 / L_k`` found by backtracking.
+        Final step size ``1 / L_k`` found by backtracking (NaN for `working_set_solver`, whose steps
+        live on its working sets).
+    dual_gap : Tensor (K,) or None
+        Duality gap at ``coef`` in the datafit's scaling (`working_set_solver`, which stops on it).
+    n_outer : Tensor (K,) of int, or None
+        Outer iterations (working sets) of `working_set_solver`.
     """
 
     coef: Tensor
@@ -53,6 +66,8 @@ class SolverResult:
     n_iter: Tensor
     converged: Tensor
     step: Tensor
+    dual_gap: Tensor | None = None
+    n_outer: Tensor | None = None
 
 
 class _Backend:
@@ -79,16 +94,18 @@ class _Backend:
             self.index = lambda v: torch.as_tensor(v, dtype=torch.long, device=device)
             self.eye = lambda k: torch.eye(k, dtype=dtype, device=device)
 
-    def lipschitz(self, A) -> float:
-        """``lambda_max(A)`` of a symmetric matrix, in float64."""
-        if self.numpy:
-            return float(np.linalg.eigvalsh(A.astype(np.float64))[-1])
-        return lambda_max(A)
+
+def _lipschitz(X) -> float:
+    """``lambda_max(X^T X)`` by Lanczos on products with ``X`` (`Design.spectral_norm2`), raised by 1e-9
+    relative so that it bounds the true value despite the iteration's tolerance: a few dozen
+    mat-vecs, never ``X^T X`` or an eigendecomposition."""
+    design = X if isinstance(X, Design) else Design(X)
+    return design.spectral_norm2() * (1 + 1e-9)
 
 
-def _numpy_backend(X: Tensor) -> bool:
-    """Run the solver loop in numpy (CPU float32/float64) rather than torch."""
-    return X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64)
+def _numpy_backend(X) -> bool:
+    """Run the solver loop in numpy (CPU float32/float64) rather than torch (a sparse `Design` runs in torch)."""
+    return not isinstance(X, Design) and X.device.type == "cpu" and X.dtype in (torch.float32, torch.float64)
 
 
 def _momentum_table(length: int) -> np.ndarray:
@@ -126,7 +143,8 @@ def _prepare(datafit: LeastSquares, penalty: L1Penalty, W0, max_iter, tol):
         W = torch.as_tensor(W0, dtype=X.dtype, device=X.device).reshape(-1, d).expand(K, d).clone()
         if not np.isfinite(W.cpu().numpy()).all():
             raise NdgmError("W0 must be finite")
-    if not np.isfinite(y.cpu().numpy()).all():  # (X is checked through lambda_max(X^T X))
+    finite_X = X.all_finite() if isinstance(X, Design) else bool(torch.isfinite(X).all())
+    if not (finite_X and np.isfinite(y.cpu().numpy()).all()):
         raise NdgmError("X and y must be finite")
     max_iter = check_int("max_iter", max_iter)
     tol = check_positive("tol", tol)
@@ -143,13 +161,18 @@ def _proximal_gradient(datafit, penalty, W0, max_iter, tol, accelerated, backtra
     Xb, yb, ab, W = (X.numpy(), y.numpy(), a.numpy(), W.numpy()) if xp.numpy else (X, y, a, W)
     if gram is None:
         gram = n >= d  # then one (d, d) mat-vec is cheaper than two (n, d) ones
+        if isinstance(X, Design):
+            gram = gram and d <= 4096
     # g(w) = c ||Xw - y||^2 has gradient w H - b and Hessian H, with H = X^T X and b = X^T y scaled by the
     # datafit (scikit-learn's c = 1/2n: H = X^T X / n, b = X^T y / n).
     scale = datafit.scale_grad
+    L_exact = scale(_lipschitz(X))  # lambda_max(H)
     if gram:
-        H = scale(Xb.T @ Xb)
-        Xty = scale(Xb.T @ yb)
-        L_exact = xp.lipschitz(H)
+        if isinstance(X, Design):
+            H, Xty = scale(X.gram(np.arange(d))), scale(X.rmatvec(y))
+        else:
+            H = scale(Xb.T @ Xb)
+            Xty = scale(Xb.T @ yb)
 
         def grad(V):
             return xp.mm(V, H) - Xty
@@ -157,14 +180,13 @@ def _proximal_gradient(datafit, penalty, W0, max_iter, tol, accelerated, backtra
         def hess(D):
             return xp.mm(D, H)
     else:
-        Xs, XT = scale(Xb), Xb.T
-        L_exact = scale(xp.lipschitz(Xb @ XT if n < d else XT @ Xb))  # lambda_max(X^T X) = lambda_max(X X^T)
+        XT = Xb.T  # `@` rather than xp.mm: a sparse Design multiplies through its own operators
 
         def grad(V):
-            return xp.mm(xp.mm(V, XT) - yb, Xs)
+            return scale((V @ XT - yb) @ Xb)
 
         def hess(D):
-            return xp.mm(xp.mm(D, XT), Xs)
+            return scale((D @ XT) @ Xb)
     if not math.isfinite(L_exact):
         raise NdgmError("X and y must be finite")
     L_exact = L_exact if L_exact > 0 else 1.0  # X = 0: g is constant, any step is exact
@@ -254,7 +276,7 @@ def _proximal_gradient(datafit, penalty, W0, max_iter, tol, accelerated, backtra
                 alpha_col = alpha[:, None]
                 configure()
     # The objective from the residual: the Gram form c - b.w + w.Hw/2 would lose digits to cancellation.
-    resid = xp.mm(out_W, Xb.T) - yb
+    resid = out_W @ Xb.T - yb
     objective = datafit.scale_value(xp.rowdot(resid, resid)) + L1Penalty(ab).value(out_W)
     cert, n_iter, step = xp.array(out_cert), xp.index(out_iter), 1.0 / xp.array(out_L)
     if xp.numpy:
@@ -269,8 +291,8 @@ def ista(datafit: LeastSquares, penalty: L1Penalty, W0=None, max_iter: int = 100
 
     :math:`w_{k+1} = S_{\alpha/L_k}\big(w_k - \nabla g(w_k)/L_k\big)` with ``g`` the datafit and
     soft thresholding :math:`S_\tau(v) = \mathrm{sgn}(v)\max(|v| - \tau, 0)` (the penalty's prox).
-    ``L_k`` starts at the exact Lipschitz constant of ``grad g`` (``lambda_max(X^T X)/n`` for
-    scikit-learn's scaling); with ``backtracking`` it is doubled wherever the sufficient-decrease test
+    ``L_k`` starts at the Lipschitz constant of ``grad g`` (``lambda_max(X^T X)/n`` for
+    scikit-learn's scaling, by Lanczos, 1e-9 relative above the exact value); with ``backtracking`` it is doubled wherever the sufficient-decrease test
     :math:`g(w_{k+1}) \le g(w_k) + \langle\nabla g, w_{k+1} - w_k\rangle + \tfrac{L_k}{2}\|w_{k+1}-w_k\|^2`
     fails (evaluated exactly as :math:`D^\top H D \le L_k\|D\|^2`, ``D = w_{k+1} - w_k``, ``H`` the
     Hessian of ``g``). Every ``check_every`` iterations the certificate
@@ -311,15 +333,14 @@ SOLVERS = {"ista": ista, "fista": fista}
 def solve_lasso(X, y, alpha, method: str = "fista", **kwargs) -> SolverResult:
     r"""`ista` or `fista` on scikit-learn's LASSO ``(1/2n)||y - Xw||^2 + alpha ||w||_1`` from arrays.
 
-    ``X (n, d)`` and ``y (n,)`` are numpy arrays or tensors (integers become float64), ``alpha`` a
+    ``X (n, d)`` and ``y (n,)`` are numpy arrays or tensors (integers become float64; scipy or torch sparse
+    ``X`` becomes a `Design`), ``alpha`` a
     float or K penalties; ``kwargs`` go to the solver (``W0``, ``max_iter``, ``tol``, ...). Builds
     ``LeastSquares(X, y, scaling='mean')`` and ``L1Penalty(alpha)``.
     """
     if method not in SOLVERS:
         raise NdgmError(f"method must be one of {', '.join(SOLVERS)}, got {method!r}")
-    X = torch.as_tensor(X)
-    if not X.is_floating_point():
-        X = X.to(torch.float64)
+    X = as_design(X)
     y = torch.as_tensor(y, dtype=X.dtype, device=X.device)
     alpha = torch.as_tensor(alpha, dtype=X.dtype, device=X.device).reshape(-1)
     return SOLVERS[method](LeastSquares(X, y, scaling="mean"), L1Penalty(alpha), **kwargs)
