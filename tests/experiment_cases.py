@@ -21,6 +21,8 @@ TINY = {
     "lasso-toy": dict(d=10, lr=0.1, lams="1,10", iterations=120),
     "lasso-2d": dict(iterations=60),
     "lasso-variants": dict(d=10, lams="0.1,10", iterations=150, hit_warmup=20, hit_after=20),
+    "lasso-adam": dict(d=8, iterations=350, tail=50),
+    "lasso-duality": dict(n=10, d=3, lam1s="0,1", lam2s="0,1", mus="0,1", samples=20),
     "lasso-general": dict(n=30, d=5, iterations=200, grid=8),
     "lasso-real": dict(iterations=200, prox_iterations=200),
     "eos-huber": dict(n=8, d=30, iterations=200, num_eta=3),
@@ -86,6 +88,18 @@ BAD = {
     "lasso-variants": [
         (["--momentum", "1.5"], "--momentum must be < 1"),
         (["--lams", "1"], "--lams must list at least 2 entries"),
+    ],
+    "lasso-adam": [
+        (["--beta1", "1.5"], "--beta1 must be < 1"),
+        (["--beta1-low", "0.99", "--beta1-high", "0.9"], "--beta1-low must be < --beta1-high"),
+        (["--iterations", "100"], "--iterations must be >="),
+        (["--lams", "1,1"], "--lams must not repeat an entry"),
+        (["--dtype", "float32"], "lasso-adam runs with dtype float64 only"),
+    ],
+    "lasso-duality": [
+        (["--lam1s=-1,2"], "--lam1s must list finite numbers >= 0"),
+        (["--toy-lam", "0"], "--toy-lam must be a finite number > 0"),
+        (["--n", "1"], "--n must be >= 2"),
     ],
     "lasso-general": [
         (["--lam-max", "10"], "four decades"),
