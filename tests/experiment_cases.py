@@ -23,6 +23,8 @@ TINY = {
     "lasso-variants": dict(d=10, lams="0.1,10", iterations=150, hit_warmup=20, hit_after=20),
     "lasso-adam": dict(d=8, iterations=350, tail=50),
     "lasso-duality": dict(n=10, d=3, lam1s="0,1", lam2s="0,1", mus="0,1", samples=20),
+    "prox-relu": dict(n=10, hidden=3, iterations=30, halvings=1, seeds=3),
+    "wu-ma-e": dict(fractions="0.2,1.05", runs=4, iterations=60, lyap_steps=80),
     "lasso-general": dict(n=30, d=5, iterations=200, grid=8),
     "lasso-real": dict(iterations=200, prox_iterations=200),
     "eos-huber": dict(n=8, d=30, iterations=200, num_eta=3),
@@ -100,6 +102,17 @@ BAD = {
         (["--lam1s=-1,2"], "--lam1s must list finite numbers >= 0"),
         (["--toy-lam", "0"], "--toy-lam must be a finite number > 0"),
         (["--n", "1"], "--n must be >= 2"),
+    ],
+    "prox-relu": [
+        (["--lr", "3"], "--lr must be < 2"),
+        (["--seeds", "1"], "--seeds must be an integer >= 2"),
+        (["--smooth", "tanh"], "--smooth: unknown 'tanh'; choose from softplus, gelu"),
+        (["--dtype", "float32"], "prox-relu runs with dtype float64 only"),
+    ],
+    "wu-ma-e": [
+        (["--n", "5"], "--n must exceed the 5 parameters"),
+        (["--fractions", "0.2,-1"], "--fractions must list finite numbers > 0"),
+        (["--delta", "0"], "--delta must be a finite number > 0"),
     ],
     "lasso-general": [
         (["--lam-max", "10"], "four decades"),
