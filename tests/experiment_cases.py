@@ -23,7 +23,7 @@ TINY = {
     "lasso-variants": dict(d=10, lams="0.1,10", iterations=150, hit_warmup=20, hit_after=20),
     "lasso-adam": dict(d=8, iterations=350, tail=50),
     "lasso-duality": dict(n=10, d=3, lam1s="0,1", lam2s="0,1", mus="0,1", samples=20),
-    "prox-relu": dict(n=10, hidden=3, iterations=30, halvings=1, seeds=3),
+    "prox-relu": dict(n=10, hidden=3, iterations=40, ref_iterations=20, halvings=1, ndgm_iterations=20, seeds=3),
     "wu-ma-e": dict(fractions="0.2,1.05", runs=4, iterations=60, lyap_steps=80),
     "lasso-general": dict(n=30, d=5, iterations=200, grid=8),
     "lasso-real": dict(iterations=200, prox_iterations=200),

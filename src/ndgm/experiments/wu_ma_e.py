@@ -18,7 +18,8 @@ thousand steps; wider tanh teachers have condition numbers of 700 and more); the
 norm ``delta`` and runs plain SGD (batch size 1, one uniformly drawn sample per step, the
 sampling ``wu_ma_e`` assumes) or GD for ``iterations`` steps, ``runs`` runs per step size, all
 in one batch. With more samples than parameters the minimum is isolated, so the distance to
-the teacher says what happened: converged (shrunk 100-fold), escaped (grew 100-fold), or
+the teacher says what happened: converged (shrunk 100-fold), escaped (grew 100-fold, or
+diverged to inf/nan -- recorded with the iteration it was found, checked every 50 steps), or
 undecided. The step sizes are fractions of the GD threshold ``2 / a``.
 """
 
@@ -40,6 +41,7 @@ from .base import Context, Experiment, Param
 SRC = "spec stability.md s.3 (Wu, Ma & E 2018)"
 FACTOR = 100.0  # shrink / growth of the distance that decides an outcome
 MARGIN = 0.95  # "SGD converges" / "SGD escapes": at least 95% of runs
+CHECK_EVERY = 50  # steps between divergence checks
 
 
 def teacher(width: int, seed: int) -> torch.nn.Sequential:
@@ -127,13 +129,21 @@ class WuMaE(Experiment):
         start = theta_star + config["delta"] * U / U.norm(dim=1, keepdim=True)
         lr = torch.tensor(etas, dtype=torch.float64).repeat_interleave(R)[:, None]
         sgd = start.clone()
-        for _ in range(T):
+        sgd_diverged_at = torch.full((E * R,), -1, dtype=torch.int64)  # divergence is an outcome: its iteration
+        for t in range(1, T + 1):
             idx = torch.randint(0, n, (E * R,), generator=gen)
             sgd = sgd - lr * sample_grads(sgd, X[idx], Y[idx, 0], h)
+            if t % CHECK_EVERY == 0 or t == T:
+                new = ~torch.isfinite(sgd).all(1) & (sgd_diverged_at < 0)
+                sgd_diverged_at[new] = t
         gd = start[::R].clone()  # one GD run per step size (deterministic up to the start)
         lr_gd = torch.tensor(etas, dtype=torch.float64)[:, None]
-        for _ in range(T):
+        gd_diverged_at = torch.full((E,), -1, dtype=torch.int64)
+        for t in range(1, T + 1):
             gd = gd - lr_gd * full_grads(gd, X, Y[:, 0], h)
+            if t % CHECK_EVERY == 0 or t == T:
+                new = ~torch.isfinite(gd).all(1) & (gd_diverged_at < 0)
+                gd_diverged_at[new] = t
 
         def outcome(theta: Tensor) -> np.ndarray:
             dist = (theta - theta_star).norm(dim=1)
@@ -142,6 +152,7 @@ class WuMaE(Experiment):
 
         sgd_out = outcome(sgd).reshape(E, R)  # -1 converged, +1 escaped, 0 undecided
         gd_out = outcome(gd)
+        div = sgd_diverged_at.numpy().reshape(E, R)  # first check (every CHECK_EVERY steps) found non-finite
         per_eta = []
         for k, eta in enumerate(etas):
             c, ly = crit[k], lyap[k]
@@ -150,6 +161,9 @@ class WuMaE(Experiment):
                 "gd_stable": c.gd_stable, "lyapunov": ly.top, "lyapunov_stderr": ly.top_stderr,
                 "converged": int((sgd_out[k] == -1).sum()), "escaped": int((sgd_out[k] == 1).sum()),
                 "undecided": int((sgd_out[k] == 0).sum()), "gd_outcome": int(gd_out[k]),
+                "diverged": int((div[k] >= 0).sum()),
+                "diverged_at_median": float(np.median(div[k][div[k] >= 0])) if (div[k] >= 0).any() else None,
+                "gd_diverged_at": int(gd_diverged_at[k]),
             })
         summary = {"sharpness": a, "nonuniformity": crit[0].nonuniformity, "gd_threshold": 2 / a,
                    "hessian_eigenvalues": H_eig.tolist(), "dim": d, "n": n, "runs": R, "iterations": T,
@@ -221,6 +235,7 @@ class WuMaE(Experiment):
             "a <= 2/eta == 0",
             f"a = {s['sharpness']:.6g}, 2/a = {s['gd_threshold']:.6g}; GD outcomes "
             + ", ".join(f"{r['eta']:.3g}: {({-1: 'converged', 1: 'escaped', 0: 'undecided'})[r['gd_outcome']]}"
+                        + (f" (inf/nan by step {r['gd_diverged_at']})" if r["gd_diverged_at"] >= 0 else "")
                         for r in rows)))
         return out
 

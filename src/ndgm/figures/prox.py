@@ -9,34 +9,27 @@ import numpy as np
 from . import figure
 from .common import plt, save
 
+COLOURS = {"relu": "tab:blue", "softplus": "tab:green", "gelu": "tab:orange"}
+
 
 @figure("prox_relu.png")
 def plot_prox_relu(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
-    """Objective along the reference search; ReLU vs GELU gaps per seed; |theta| after ISTA and NDGM."""
+    """ISTA's stationarity residual and objective along the run per network; |theta| after ISTA and NDGM."""
+    it = np.asarray(arrays["checkpoints"])
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    ax = axes[0]
-    colours = {"relu": "tab:blue", "softplus": "tab:green", "gelu": "tab:orange"}
-    for act, style in zip(summary["activations"], ("-", "--", ":")):
-        P = np.asarray(arrays[f"{act}_objective_path"])  # (halvings + 1, seeds)
-        stages = np.arange(P.shape[0])
-        for s in range(P.shape[1]):
-            ax.semilogy(stages, P[:, s], style, lw=0.8, color=colours[act], label=act if s == 0 else None)
-        ax.axhline(summary[act]["best_found"], color=colours[act], ls="-.", lw=1)
-    ax.set(title="Objective F: ISTA's end point (stage 0), then the step halved at each stage\n"
-                 "(dash-dot: best found over all seeds)", xlabel="stage (step eta / 2^stage)", ylabel="F (log)")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    r = np.asarray(summary["relu"]["gap_to_best"])
-    everything = [r]
-    for act in summary["activations"][1:]:
-        g = np.asarray(summary[act]["gap_to_best"])
-        everything.append(g)
-        ax.loglog(g, r, "o", ms=5, color=colours[act], label=f"x: {act}")
-    lo = max(min(v.min() for v in everything) / 2, 1e-4)
-    hi = max(v.max() for v in everything) * 2
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="equal gaps")
-    ax.set(title="Relative gap to the best found, per initialisation", xlabel="smooth twin", ylabel="ReLU")
-    ax.legend(fontsize=8)
+    for ax, key, title in ((axes[0], "residual_history", "Stationarity residual ||theta - S(theta - eta g)|| / eta\n"
+                            "(median over seeds, band: min to max)"),
+                           (axes[1], "objective_history", "Objective F along the constant-step run\n"
+                            "(dash-dot: best found after the step halvings)")):
+        for act in summary["activations"]:
+            V = np.asarray(arrays[f"{act}_{key}"])[1:]  # the start has no step behind it
+            V = np.where(np.isfinite(V), V, np.nan)  # a diverged seed leaves the band where it diverged
+            ax.semilogy(it[1:], np.nanmedian(V, 1), "-", color=COLOURS[act], label=act)
+            ax.fill_between(it[1:], np.nanmin(V, 1), np.nanmax(V, 1), color=COLOURS[act], alpha=0.15, lw=0)
+            if key == "objective_history" and np.isfinite(summary[act]["best_found"]):
+                ax.axhline(summary[act]["best_found"], color=COLOURS[act], ls="-.", lw=1)
+        ax.set(title=title, xlabel="ISTA step", ylabel=key.split("_")[0] + " (log)")
+        ax.legend(fontsize=8)
     ax = axes[2]
     floor = 1e-12
     bins = np.logspace(-12, 1, 40)
