@@ -3,7 +3,6 @@ autograd, the criterion against a dense reference at the experiment's minimum, a
 run: mean-square stability is sufficient for SGD's convergence, not necessary; the sign of the
 Lyapunov exponent decides."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -14,7 +14,8 @@ Numerically: each dual value is an infimum computed by an optimiser from a rando
 linear programmes (HiGHS) for the toy, a quadratic programme (SLSQP) for the ReLU regression,
 reformulated exactly with ``t_i >= max(0, x_i.w)`` and ``u >= |w|``, whose value at the point
 found bounds the infimum from above while an LP relaxation (dropping the non-negative
-quadratic terms) bounds it from below -- and the primal optima are solved the same way; the closed forms are in `ndgm.analysis.lasso_theory`.
+quadratic terms) bounds it from below -- and the primal optima are solved the same way. The
+closed forms are in `ndgm.analysis.lasso_theory`.
 """
 
 from __future__ import annotations

@@ -138,7 +138,8 @@ def objective(net: TwoLayerNet, theta: Tensor, lam: float) -> Tensor:
 
 
 def ista(net: TwoLayerNet, theta: Tensor, eta: float, lam: float, steps: int) -> Tensor:
-    r"""Proximal gradient: :math:`\theta \leftarrow S_{\eta\lambda}(\theta - \eta \nabla \ell(\theta))`, ``steps`` times."""
+    r"""Proximal gradient, ``steps`` times:
+    :math:`\theta \leftarrow S_{\eta\lambda}(\theta - \eta \nabla \ell(\theta))`."""
     for _ in range(steps):
         _, g = net.loss_and_grad(theta)
         theta = soft_threshold(theta - eta * g, eta * lam)
@@ -154,7 +155,8 @@ def ndgm(net: TwoLayerNet, theta: Tensor, eta: float, lam: float, steps: int) ->
 
 
 def prox_residual(net: TwoLayerNet, theta: Tensor, eta: float, lam: float) -> Tensor:
-    r"""Stationarity residual of ISTA: :math:`\|\theta - S_{\eta\lambda}(\theta - \eta\nabla\ell)\| / \eta` per row (0 at a fixed point)."""
+    r"""Stationarity residual of ISTA per row, 0 exactly at a fixed point:
+    :math:`\|\theta - S_{\eta\lambda}(\theta - \eta\nabla\ell)\| / \eta`."""
     _, g = net.loss_and_grad(theta)
     return (theta - soft_threshold(theta - eta * g, eta * lam)).norm(dim=1) / eta
 

@@ -14,18 +14,16 @@ step sizes between the two thresholds the criterion says "unstable" while SGD co
 Protocol (a choice): a teacher network ``R^2 -> tanh^h -> R`` with N(0, 1) weights labels
 ``n`` standard-normal inputs (default: one hidden unit, 5 parameters, teacher seed 22, whose
 Hessian at the minimum has condition number 45, so that every run decides within a few
-thousand steps; wider tanh teachers have condition numbers of 700 and more); the student starts at the teacher plus a random perturbation of
-norm ``delta`` and runs plain SGD (batch size 1, one uniformly drawn sample per step, the
-sampling ``wu_ma_e`` assumes) or GD for ``iterations`` steps, ``runs`` runs per step size, all
-in one batch. With more samples than parameters the minimum is isolated, so the distance to
+thousand steps; wider tanh teachers have condition numbers of 700 and more); the student
+starts at the teacher plus a random perturbation of norm ``delta`` and runs plain SGD (batch
+size 1, one uniformly drawn sample per step, the sampling ``wu_ma_e`` assumes) or GD for
+``iterations`` steps, ``runs`` runs per step size, all in one batch. With more samples than parameters the minimum is isolated, so the distance to
 the teacher says what happened: converged (shrunk 100-fold), escaped (grew 100-fold, or
 diverged to inf/nan -- recorded with the iteration it was found, checked every 50 steps), or
 undecided. The step sizes are fractions of the GD threshold ``2 / a``.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -60,7 +58,10 @@ def _split(theta: Tensor, h: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def sample_grads(theta: Tensor, x: Tensor, y: Tensor, h: int) -> Tensor:
-    r"""Gradient of :math:`\tfrac12 (f_\theta(x_k) - y_k)^2` for row ``k`` with its own sample: ``x`` (K, 2), ``y`` (K,)."""
+    r"""Gradient of :math:`\tfrac12 (f_\theta(x_k) - y_k)^2` for row ``k`` with its own sample.
+
+    ``theta`` (K, 4h + 1), ``x`` (K, 2), ``y`` (K,); backpropagation through one tanh layer.
+    """
     W1, b1, w2, b2 = _split(theta, h)
     a = torch.tanh(torch.matmul(W1, x[:, :, None])[..., 0] + b1)  # (K, h)
     r = (a * w2).sum(1) + b2 - y
