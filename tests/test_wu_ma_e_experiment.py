@@ -82,3 +82,29 @@ def test_wu_ma_e_fixed_seed_run():
     assert unstable.verdict == CONTRADICTED and unstable.measured.startswith("0.6667")
     assert v["contrast"].verdict == REPRODUCED and v["contrast"].n == 128  # 128 of 128 follow sign(lambda)
     assert v["GD"].verdict == REPRODUCED
+
+
+@pytest.mark.slow
+def test_quick_configuration_ledger():
+    """The quick reproduction's rows: 128 of 128 converge where the criterion holds (reproduced); 192 of
+    the 384 runs it calls unstable converge, all at the three step sizes with a negative Lyapunov
+    exponent (contradicted: sufficient, not necessary); 512 of 512 follow sign(lambda); GD exact."""
+    exp = get_experiment("wu-ma-e")
+    res = exp.run(exp.config(quick=True))
+    rows = res.summary["per_eta"]
+    assert [r["fraction"] for r in rows] == [0.15, 0.25, 0.3, 0.35, 0.4, 0.5, 0.7, 1.05]
+    assert [r["sgd_stable"] for r in rows] == [True, True] + [False] * 6
+    assert [r["converged"] for r in rows] == [64] * 5 + [0] * 3 and [r["escaped"] for r in rows] == [0] * 5 + [64] * 3
+    assert all(r["lyapunov"] + 3 * r["lyapunov_stderr"] < 0 for r in rows[:5])
+    assert all(r["lyapunov"] - 3 * r["lyapunov_stderr"] > 0 for r in rows[5:])
+    assert rows[2]["sgd_top"] == pytest.approx(1.010317, abs=1e-6)  # just above 1: the criterion's threshold
+    assert [r["gd_outcome"] for r in rows] == [-1] * 7 + [1] and rows[-1]["diverged"] == 64
+    assert res.summary["sharpness"] == pytest.approx(1.534928, abs=1e-6)
+    v = {c.claim.split(":")[0]: c for c in res.claims}
+    stable = v["mean-square stable (Wu-Ma-E's SGD condition holds)"]
+    assert stable.verdict == REPRODUCED and stable.n == 128 and stable.interval[0] == pytest.approx(0.9716, abs=1e-4)
+    unstable = v["not mean-square stable"]
+    assert unstable.verdict == CONTRADICTED and unstable.n == 384 and unstable.measured.startswith("0.5 ")
+    assert unstable.values == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert v["contrast"].verdict == REPRODUCED and v["contrast"].n == 512
+    assert v["GD"].verdict == REPRODUCED
