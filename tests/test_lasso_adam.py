@@ -138,3 +138,21 @@ def test_lasso_adam_b7_row_reports_a_zero_of_m_as_contradicted():
     assert rows["w_t has no zero coordinate for any t, w0 ~ U[-1, 1]"].verdict == "contradicted"
     bad = exp.claims(dict(s, tail_amplitude_over_eta_max=[0.5, 1.5, 0.5]), cfg)[-1]
     assert bad.verdict == "contradicted"
+
+
+@pytest.mark.slow
+def test_quick_configuration_ledger():
+    """The quick reproduction (d = 400, 1500 steps, lam in {0.01, 1, 100}): every row reproduced, with
+    the margins the ledger prints."""
+    exp = get_experiment("lasso-adam")
+    res = exp.run(exp.config(quick=True))
+    assert [c.verdict for c in res.claims] == [REPRODUCED] * 7
+    s = res.summary
+    assert s["max_abs_m_over_lam"] < 1 and s["max_abs_m_over_lam"] == pytest.approx(0.99997344, abs=1e-8)  # B.6
+    assert s["m_zeros_drawn"] == s["m_zeros_fixed"] == s["w_zeros_fixed"] == s["w_zeros_drawn"] == 0
+    assert s["pairs_drawn"] == s["pairs_fixed"] == 1500 * 400 * 3
+    assert s["run_formula_max_error"] < 1e-15 and s["second_moment_max_error"] < 1e-13  # B.10, eq. 24
+    assert s["first_run_mismatches"] == 0 and s["first_run_length_max"] == 100  # floor(|w0| / c) + 1
+    assert s["longest_run"] == 104
+    # the final amplitude does not depend on lam (RMSProp-like): 0.6594 eta at all three
+    assert s["tail_amplitude_over_eta_max"] == pytest.approx([0.659388, 0.659397, 0.659397], abs=1e-6)

@@ -74,3 +74,17 @@ def test_lasso_duality_tiny_run_numbers_and_verdicts():
     # a dual value off ||y||^2 (a multiplier-dependent dual) is contradicted by the rule
     bad = exp.claims(dict(s, dual_max_rel_error=1e-3), res.config)
     assert bad[3].verdict == "contradicted"
+
+
+@pytest.mark.slow
+def test_quick_configuration_ledger():
+    """The quick reproduction: every row reproduced; the dual of eq. (12) equals ||y||^2 = 36.0034 on
+    all 24 multipliers to 5e-12 (the QP's tolerance), the toy's dual is exactly 0."""
+    exp = get_experiment("lasso-duality")
+    res = exp.run(exp.config(quick=True))
+    assert [c.verdict for c in res.claims] == [REPRODUCED] * 5
+    s = res.summary
+    assert s["y_norm_sq"] == pytest.approx(36.003398704679, abs=1e-9) and s["multipliers"] == 24
+    assert s["dual_max_rel_error"] < 1e-11 and s["duality_gap_rel"] < 1e-11 and s["dual_lower_gap_rel"] == 0.0
+    assert s["toy_dual"] == [0.0] * 5 and s["toy_primal"] == 0.0 and s["toy_duality_gap"] == 0.0
+    assert (s["mc_samples"], s["mc_in_box"], s["mc_mismatches"], s["mc_closed_form_mismatches"]) == (200, 47, 0, 0)
