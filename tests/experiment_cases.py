@@ -24,6 +24,10 @@ TINY = {
     "lasso-toy": dict(d=10, lr=0.1, lams="1,10", iterations=120),
     "lasso-2d": dict(iterations=60),
     "lasso-variants": dict(d=10, lams="0.1,10", iterations=150, hit_warmup=20, hit_after=20),
+    "lasso-adam": dict(d=8, iterations=350, tail=50),
+    "lasso-duality": dict(n=10, d=3, lam1s="0,1", lam2s="0,1", mus="0,1", samples=20),
+    "prox-relu": dict(n=10, hidden=3, iterations=40, ref_iterations=20, halvings=1, ndgm_iterations=20, seeds=3),
+    "wu-ma-e": dict(fractions="0.2,1.05", runs=4, iterations=60, lyap_steps=80),
     "lasso-general": dict(n=30, d=5, iterations=200, grid=8),
     "lasso-real": dict(iterations=200, prox_iterations=200),
     "eos-huber": dict(n=8, d=30, iterations=200, num_eta=3),
@@ -104,6 +108,29 @@ BAD = {
     "lasso-variants": [
         (["--momentum", "1.5"], "--momentum must be < 1"),
         (["--lams", "1"], "--lams must list at least 2 entries"),
+    ],
+    "lasso-adam": [
+        (["--beta1", "1.5"], "--beta1 must be < 1"),
+        (["--beta1-low", "0.99", "--beta1-high", "0.9"], "--beta1-low must be < --beta1-high"),
+        (["--iterations", "100"], "--iterations must be >="),
+        (["--lams", "1,1"], "--lams must not repeat an entry"),
+        (["--dtype", "float32"], "lasso-adam runs with dtype float64 only"),
+    ],
+    "lasso-duality": [
+        (["--lam1s=-1,2"], "--lam1s must list finite numbers >= 0"),
+        (["--toy-lam", "0"], "--toy-lam must be a finite number > 0"),
+        (["--n", "1"], "--n must be >= 2"),
+    ],
+    "prox-relu": [
+        (["--lr", "3"], "--lr must be < 2"),
+        (["--seeds", "1"], "--seeds must be an integer >= 2"),
+        (["--smooth", "tanh"], "--smooth: unknown 'tanh'; choose from softplus, gelu"),
+        (["--dtype", "float32"], "prox-relu runs with dtype float64 only"),
+    ],
+    "wu-ma-e": [
+        (["--n", "5"], "--n must exceed the 5 parameters"),
+        (["--fractions", "0.2,-1"], "--fractions must list finite numbers > 0"),
+        (["--delta", "0"], "--delta must be a finite number > 0"),
     ],
     "lasso-general": [
         (["--lam-max", "10"], "four decades"),

@@ -12,6 +12,7 @@ from ..errors import NdgmError
 from . import (activations, bifurcation, capture, eos_huber, gdmap_1d, l1_deep, lasso_general, lasso_toy, rates,
                sgd_montecarlo, sharpness, stability_toy)
 from . import nonsingularity
+from . import lasso_adam, lasso_duality, prox_relu, wu_ma_e
 from .base import Claim, Context, Experiment, Param, Result
 
 REGISTRY: tuple[Experiment, ...] = (
@@ -23,9 +24,13 @@ REGISTRY: tuple[Experiment, ...] = (
     stability_toy.EXPERIMENT,
     bifurcation.EXPERIMENT,
     sgd_montecarlo.EXPERIMENT,
+    wu_ma_e.EXPERIMENT,
     lasso_toy.TOY,
     lasso_toy.TWO_D,
     lasso_toy.VARIANTS,
+    lasso_adam.EXPERIMENT,
+    lasso_duality.EXPERIMENT,
+    prox_relu.EXPERIMENT,
     lasso_general.GENERAL,
     lasso_general.REAL,
     eos_huber.EXPERIMENT,

@@ -22,7 +22,7 @@ from ..analysis.oscillation import detect_two_bands, monotone_after
 from ..dynamics import DecayOnIncrease, GD, run_trajectory
 from ..errors import NdgmError
 from ..problems import Quadratic, ReLURegression
-from ..claims import Claim, legacy_claim
+from ..claims import Claim, holds, legacy_claim
 from .base import Context, Experiment, Param
 
 PAPER_LOSS = 4461.786221675728
@@ -122,6 +122,7 @@ class Capture(Experiment):
             "quad_l1_peak": float(q_l1.max()),
             "quad_l1_peak_at": int(q_l1.argmax()),
             "quad_monotone_after": q_mono,
+            **_linf_summary(loss, traj.linf[:, 0]),
         }
         arrays = {"loss": loss, "l1": l1, "linf": traj.linf[:, 0], "lr": traj.lr[:, 0],
                   "tail_weights": W_tail, "quad_l1": q_l1, "quad_loss": qtraj.loss[:, 0]}
@@ -154,7 +155,48 @@ class Capture(Experiment):
             legacy_claim("quadratic contrast: the 1-norm decays monotonically after some index", "paper Fig. 5 / A.1.2",
                   "an index k* < iterations", s["quad_monotone_after"], s["quad_monotone_after"] is not None,
                   "strictly decreasing from k* on"),
+            _linf_claim(s),
         ]
+
+
+def _linf_summary(loss: np.ndarray, linf: np.ndarray) -> dict:
+    """The infinity norm against the loss's monotone stretch: what version 1's claim reads.
+
+    ``k0`` is the first iteration after which the loss never rises again (0 when it never rose).
+    """
+    rises = np.nonzero(np.diff(loss) > 0)[0]
+    k0 = int(rises[-1]) + 1 if rises.size else 0
+    above = np.nonzero(linf > 1)[0]
+    return {
+        "linf_initial": float(linf[0]),
+        "linf_max": float(linf.max()), "linf_max_at": int(linf.argmax()),
+        "linf_above_one": int(above.size), "linf_above_one_first": int(above[0]) if above.size else -1,
+        "linf_above_one_last": int(above[-1]) if above.size else -1,
+        "loss_monotone_from": k0,
+        "linf_max_from_monotone": float(linf[k0:].max()),
+        "linf_final": float(linf[-1]),
+    }
+
+
+def _linf_claim(s: dict) -> Claim:
+    """Version 1 of the paper: the infinity norm eventually exceeds 1 although the loss is monotone."""
+    k0 = s["loss_monotone_from"]
+    if s["linf_above_one"]:
+        where = (f"||w_k||_inf > 1 only between iterations {s['linf_above_one_first']} and "
+                 f"{s['linf_above_one_last']} ({s['linf_above_one']} of them, max {s['linf_max']:.3g} at "
+                 f"{s['linf_max_at']}), before the loss becomes monotone (its last rise is at {k0 - 1})")
+    else:
+        where = "||w_k||_inf never exceeds 1"
+    return holds("version 1: ||w_k||_inf eventually exceeds 1 while the loss is monotone (the capture contradiction)",
+                 "paper version 1, section 2 (Fig. 1)",
+                 f"> 1 for some k >= k0, from ||w_0||_inf = {s['linf_initial']:.4f} < 1", s["linf_max_from_monotone"],
+                 s["linf_initial"] < 1 < s["linf_max_from_monotone"],
+                 f"||w_0||_inf < 1 < max_(k >= k0) ||w_k||_inf, k0 = {k0} the first iteration after which the loss "
+                 "never rises",
+                 f"{where}; from k0 = {k0} on the loss is monotone and ||w_k||_inf <= "
+                 f"{s['linf_max_from_monotone']:.3g} (final {s['linf_final']:.3g}): under the capture protocol the "
+                 "iterates leave the unit ball only while the loss still rises, so the infinity norm does not give "
+                 "version 1's contradiction (the two L1 bands give the later version's)")
 
 
 EXPERIMENT = Capture()
