@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from ..analysis.rates import iterations_to_reach, loglog_slope, smooth_iterations_bound, subgradient_iterations_bound
+from ..analysis.stats import slope_interval
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
-from ..analysis.stats import slope_interval
 from ..problems import HuberRegression, LeastAbsoluteDeviations, LeastSquares, ToyLasso
 from ..claims import Claim, bound, exact, holds, not_run, statistical
 from .base import Context, Experiment, Param
@@ -163,7 +163,8 @@ class Rates(Experiment):
                             "upper_counts": upper.astype(int).tolist(), "lower_counts": lower.astype(int).tolist()},
             "worst_subgradient": {"eps": w_eps_n.tolist(), "counts": w_counts_n.tolist(),
                                   "closed_form": w_closed_n.astype(int).tolist()},
-            "worst_gd": {"eps": w_eps_s.tolist(), "counts": w_counts_s.tolist(), "closed_form": w_closed_s.astype(int).tolist()},
+            "worst_gd": {"eps": w_eps_s.tolist(), "counts": w_counts_s.tolist(),
+                         "closed_form": w_closed_s.astype(int).tolist()},
         }
         arrays = {"eps": eps, "counts_smooth": counts_smooth, "counts_nonsmooth": counts_nonsmooth,
                   "bound_smooth": bound_s, "bound_nonsmooth": bound_n,
