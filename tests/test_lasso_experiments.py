@@ -29,8 +29,12 @@ def test_all_claims_reproduced(reproduced):
     assert set(runs) == set(NAMES)
     mine = [c for c in ledger if c["experiment"] in NAMES] if "experiment" in ledger[0] else ledger
     assert len(mine) >= 35
-    assert all(c["verdict"] == "reproduced" for c in mine), [c["claim"] for c in mine if c["verdict"] != "reproduced"]
-    assert all(c["rule"].startswith(c["kind"] + ":") for c in mine), "every row states its rule"
+    # every row reproduced, but the paper's 15x for lasso-general, not run: its sizes, eta and lam are not given
+    magnitude = [c for c in mine if c["claim"].startswith("the paper's magnitude")]
+    assert [c["verdict"] for c in magnitude] == ["not run"] and "not recoverable" in magnitude[0]["detail"]
+    assert all(c["verdict"] == "reproduced" for c in mine if c not in magnitude), [
+        c["claim"] for c in mine if c["verdict"] != "reproduced"]
+    assert all(c["rule"].startswith(c["kind"] + ":") for c in mine if c not in magnitude), "every row states its rule"
 
 
 def test_two_d_printed_numbers(reproduced):
@@ -74,6 +78,8 @@ def test_general_lasso_grid(reproduced):
     assert row["measured"] == pytest.approx(7.19742, abs=1e-5) and row["rule"] == (
         "bound: 1 < ||w(1000 lam)||_1 / ||w(lam)||_1")
     assert "15.7x" in row["expected"] and "not given" in row["expected"]
+    paper = next(c for c in reproduced[1] if c["claim"].startswith("the paper's magnitude"))
+    assert paper["expected"] == "> 15x (1.62 -> 25.4)" and "this run's 7.2x at n = 100, d = 20" in paper["detail"]
 
 
 def test_real_data_zero_counts(reproduced):
