@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ndgm.analysis.stats import binomial_interval, bootstrap_interval, mean_interval, slope_interval
+from ndgm.analysis.stats import (binomial_interval, bootstrap_interval, mean_interval, proportion_difference_interval,
+                                slope_interval)
 from ndgm.errors import NdgmError
 
 
@@ -26,6 +27,20 @@ def test_binomial_clopper_pearson_textbook():
     assert binomial_interval(0, 20).high == pytest.approx(1 - 0.025 ** (1 / 20), rel=1e-10)
     with pytest.raises(NdgmError):
         binomial_interval(3, 2)
+
+
+def test_proportion_difference_matches_newcombe_1998_table_ii():
+    # Newcombe (1998), Stat. Med. 17:873, Table II, method 10 (hybrid score).
+    for (k1, n1, k2, n2), (lo, hi) in {(56, 70, 48, 80): (0.0524, 0.3339), (9, 10, 3, 10): (0.1705, 0.8090),
+                                       (5, 56, 0, 29): (-0.0381, 0.1926), (0, 10, 0, 20): (-0.1611, 0.2775)}.items():
+        iv = proportion_difference_interval(k1, n1, k2, n2)
+        assert iv.estimate == pytest.approx(k1 / n1 - k2 / n2, abs=1e-15) and iv.n == n1
+        assert iv.low == pytest.approx(lo, abs=5e-5) and iv.high == pytest.approx(hi, abs=5e-5)
+    # the Monte Carlo reference of spec stability.md s.4: 16 of 20; 20 of 20 is still consistent, 10 of 20 is not
+    assert proportion_difference_interval(20, 20, 16, 20).low < 0 < proportion_difference_interval(19, 20, 16, 20).high
+    assert proportion_difference_interval(10, 20, 16, 20).high < 0
+    with pytest.raises(NdgmError):
+        proportion_difference_interval(3, 2, 1, 2)
 
 
 def test_bootstrap_is_seeded_and_brackets_the_mean():

@@ -7,7 +7,9 @@ turns the interval into a verdict, never a point estimate.
 The intervals: `mean_interval` (Student t), `bootstrap_interval` (percentile bootstrap of any
 statistic; with paired per-seed differences it is the paired bootstrap), `binomial_interval`
 (Clopper--Pearson, exact), `slope_interval` (ordinary least squares slope with a t interval,
-for fitted exponents on log-log axes).
+for fitted exponents on log-log axes), `proportion_difference_interval` (Newcombe's hybrid
+score interval for the difference of two binomial proportions, e.g. a Monte Carlo count
+against a reference count that is itself a Monte Carlo estimate).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "bootstrap_interval",
     "binomial_interval",
     "slope_interval",
+    "proportion_difference_interval",
 ]
 
 @dataclass(frozen=True)
@@ -150,3 +153,38 @@ def slope_interval(x, y, level: float = 0.95) -> Interval:
     se = math.sqrt(float(resid @ resid) / (n - 2) / sxx)
     half = float(student_t.ppf((1 + level) / 2, n - 2) * se)
     return Interval(slope, slope - half, slope + half, n, level, "ols-t")
+
+
+def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def proportion_difference_interval(successes: int, trials: int, ref_successes: int, ref_trials: int,
+                                   level: float = 0.95) -> Interval:
+    r"""Newcombe's hybrid score interval for ``p1 - p2``, ``p1 = k1/n1``, ``p2 = k2/n2`` (independent).
+
+    With Wilson score intervals ``[l_i, u_i]`` for each proportion (Newcombe 1998, method 10):
+
+    .. math:: \left[\hat p_1 - \hat p_2 - \sqrt{(\hat p_1 - l_1)^2 + (u_2 - \hat p_2)^2},\
+              \hat p_1 - \hat p_2 + \sqrt{(u_1 - \hat p_1)^2 + (\hat p_2 - l_2)^2}\right]
+
+    For comparing a Monte Carlo count with a reference that is itself a count over a few runs:
+    the interval accounts for the sampling error of both. ``n`` of the result is ``trials``.
+    """
+    from scipy.stats import norm
+
+    level = _check_level(level)
+    k1, n1, k2, n2 = (int(v) for v in (successes, trials, ref_successes, ref_trials))
+    if n1 < 1 or n2 < 1 or not (0 <= k1 <= n1 and 0 <= k2 <= n2):
+        raise NdgmError(f"need 0 <= successes <= trials and trials >= 1, got {k1} of {n1} and {k2} of {n2}")
+    z = float(norm.ppf((1 + level) / 2))
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = _wilson(k1, n1, z)
+    l2, u2 = _wilson(k2, n2, z)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return Interval(d, lo, hi, n1, level, "newcombe")

@@ -13,7 +13,7 @@ import numpy as np
 from ..analysis.periodic import attractors, is_stable, orbit_multipliers, periodic_orbits, stability_threshold
 from ..errors import NdgmError
 from ..problems import PAPER_SCALE, TwoPointReLU
-from ..claims import Claim, legacy_claim
+from ..claims import Claim, exact, holds, not_run
 from .base import Context, Experiment, Param
 
 SRC = "spec stability.md s.4 (paper Fig. 3 left)"
@@ -76,35 +76,45 @@ class Bifurcation(Experiment):
 
     def claims(self, s: dict, config: dict) -> list[Claim]:
         default_scale = self.at_defaults(config, "scale")
-        why = "" if default_scale else "spec numbers hold for scale 1.765 only"
+        why = "spec numbers hold for scale 1.765 only"
         out = []
         th1, th2 = s["threshold_fixed"], s["threshold_period2"]
-        out.append(legacy_claim("the fixed point (1, 1) is stable for eta < 1/3.53", SRC, 0.28329, round(th1, 6),
-                         abs(th1 - 0.28329) <= 1e-4 if default_scale else None,
-                         why or "non-unit multiplier of D G at (1,1) reaches -1; tangent multiplier 1 excluded"))
-        out.append(legacy_claim("a period-2 orbit is stable up to", SRC, 0.35016, None if th2 is None else round(th2, 6),
-                         (th2 is not None and abs(th2 - 0.35016) <= 1e-4) if default_scale else None,
-                         why or "both eigenvalues of the 2-D Jacobian of G^2 below 1 in modulus"))
+        claim = "the fixed point (1, 1) is stable for eta < 1/3.53"
+        out.append(exact(claim, SRC, 0.28329, round(th1, 6), tol=1e-4,
+                         detail="non-unit multiplier of D G at (1,1) reaches -1; tangent multiplier 1 excluded")
+                   if default_scale else not_run(claim, SRC, why, 0.28329))
+        claim = "a period-2 orbit is stable up to"
+        out.append(holds(claim, SRC, 0.35016, None if th2 is None else round(th2, 6),
+                         th2 is not None and abs(th2 - 0.35016) <= 1e-4, "exact: |measured - 0.35016| <= 0.0001",
+                         "both eigenvalues of the 2-D Jacobian of G^2 below 1 in modulus")
+                   if default_scale else not_run(claim, SRC, why, 0.35016))
         k, eta_k = config["period"], config["orbit_eta"]
         stable = [o for o in s["orbits"] if o["stable"]]
         att = s["orbit_attractor_points"]
         agree = (len(stable) == 1 and s["orbit_attractor_period"] == k
-                 and np.allclose(sorted(stable[0]["points"]), sorted(att), atol=1e-6))
-        out.append(legacy_claim(f"the stable period-{k} orbit at eta={eta_k} (roots of g^{k}(t) - t) is the attractor "
+                 and np.allclose(sorted(stable[0]["points"]), sorted(att), rtol=0.0, atol=1e-6))
+        out.append(holds(f"the stable period-{k} orbit at eta={eta_k} (roots of g^{k}(t) - t) is the attractor "
                          "found by long iteration", "spec stability.md s.4",
                          "one stable orbit = attractor",
                          f"{len(s['orbits'])} orbit(s), {len(stable)} stable; attractor period "
-                         f"{s['orbit_attractor_period']}", bool(agree)))
+                         f"{s['orbit_attractor_period']}", bool(agree),
+                         f"exact: exactly one stable period-{k} orbit, the attractor has period {k}, and their sorted "
+                         "points agree within 1e-6"))
         is_paper = self.at_defaults(config, "scale", "period", "orbit_eta")
         pts = sorted(att)
-        out.append(legacy_claim("at eta = 0.36 the attractor has period 4", SRC, PERIOD4, [round(v, 5) for v in pts],
-                         (s["orbit_attractor_period"] == 4 and len(pts) == 4
-                          and all(abs(a - b) <= 1e-4 for a, b in zip(pts, PERIOD4))) if is_paper else None,
-                         "" if is_paper else "checked only with --period 4 --orbit-eta 0.36 and scale 1.765"))
+        claim = "at eta = 0.36 the attractor has period 4"
+        out.append(holds(claim, SRC, PERIOD4, [round(v, 5) for v in pts],
+                         s["orbit_attractor_period"] == 4 and len(pts) == 4
+                         and all(abs(a - b) <= 1e-4 for a, b in zip(pts, PERIOD4)),
+                         "exact: period 4 and every sorted point within 1e-4 of the spec's")
+                   if is_paper else not_run(claim, SRC, "checked only with --period 4 --orbit-eta 0.36 and scale 1.765",
+                                            PERIOD4))
         p = s["aperiodic_attractor_period"]
-        out.append(legacy_claim(f"at eta = {config['aperiodic_eta']} the attractor is aperiodic", SRC,
-                         f"no period <= {config['max_period']}", "aperiodic" if p == 0 else f"period {p}",
-                         p == 0 if default_scale else None, why))
+        claim = f"at eta = {config['aperiodic_eta']} the attractor is aperiodic"
+        out.append(holds(claim, SRC, f"no period <= {config['max_period']}", "aperiodic" if p == 0 else f"period {p}",
+                         p == 0, f"exact: no period p <= {config['max_period']} with max_k |theta_(k+p) - theta_k| < 1e-9 "
+                         f"over the {config['record']} recorded iterates (attractors)")
+                   if default_scale else not_run(claim, SRC, why, f"no period <= {config['max_period']}"))
         return out
 
 

@@ -29,7 +29,7 @@ from ..analysis.rates import subgradient_best_gap_bound
 from ..dynamics import GD, run_trajectory
 from ..errors import NdgmError
 from ..problems import HuberRegression, LeastSquares
-from ..claims import Claim, legacy_claim
+from ..claims import Claim, bound, holds
 from .base import Context, Experiment, Param
 
 SOURCE = "paper section 5, Prop. 5.1 / Fig. 4"
@@ -179,32 +179,39 @@ class EoSHuber(Experiment):
         sharp_below = np.asarray(s["final_sharpness"])[below]
         lam = s["lambda_max"]
         return [
-            legacy_claim("Huber GD never diverges, at every step size up to eta_hi x 2/lambda_max", SOURCE,
+            holds("Huber GD never diverges, at every step size up to eta_hi x 2/lambda_max", SOURCE,
                   f"0 of {fac.size} diverge", f"{int((hdiv >= 0).sum())} of {fac.size} diverge", bool((hdiv < 0).all()),
-                  f"largest eta = {fac.max():.3g} x 2/lambda_max"),
-            legacy_claim("Huber loss stays bounded: max over the second half <= max over the first half", SOURCE,
-                  "<= 1 for every eta", float(np.nanmax(growth)), bool(np.all(growth <= 1 + 1e-12)),
-                  "largest ratio max_{k>=T/2} L / max_{k<T/2} L over the grid"),
-            legacy_claim("best loss within the subgradient bound R^2/(2 T eta) + G^2 eta/2 (G = delta sqrt(n) ||X||_2)",
-                  "Prop. 5.1 (constant-step subgradient bound at finite T)",
-                  "ratio <= 1 for every eta", float(np.nanmax(ratio_G)), bool(np.all(ratio_G <= 1)),
-                  f"ratios {fmt(ratio_G)}"),
-            legacy_claim("best loss within the sharper bound (R^2 + eta^2 sum_k ||g_k||^2) / (2 eta T)",
-                  "subgradient inequality with the measured gradients", "ratio <= 1 for every eta",
-                  float(np.nanmax(ratio_obs)), bool(np.all(ratio_obs <= 1)), f"ratios {fmt(ratio_obs)}"),
-            legacy_claim("least squares with the same sharpness diverges exactly at the step sizes above 2/lambda_max",
+                  "exact: no run reaches inf/NaN in the engine", f"largest eta = {fac.max():.3g} x 2/lambda_max"),
+            bound("Huber loss stays bounded: max over the second half <= max over the first half", SOURCE,
+                  float(np.nanmax(growth)), upper=1 + 1e-12, expected="<= 1 for every eta",
+                  name="max over eta of max_{k>=T/2} L / max_{k<T/2} L",
+                  detail="1 + 1e-12 allows the rounding of equal maxima"),
+            bound("best loss within the subgradient bound R^2/(2 T eta) + G^2 eta/2 (G = delta sqrt(n) ||X||_2)",
+                  "Prop. 5.1 (constant-step subgradient bound at finite T)", float(np.nanmax(ratio_G)), upper=1.0,
+                  expected="ratio <= 1 for every eta", name="max over eta of min_k L(w_k) / bound",
+                  detail=f"ratios {fmt(ratio_G)}"),
+            bound("best loss within the sharper bound (R^2 + eta^2 sum_k ||g_k||^2) / (2 eta T)",
+                  "subgradient inequality with the measured gradients", float(np.nanmax(ratio_obs)), upper=1.0,
+                  expected="ratio <= 1 for every eta", name="max over eta of min_k L(w_k) / bound",
+                  detail=f"ratios {fmt(ratio_obs)}"),
+            holds("least squares with the same sharpness diverges exactly at the step sizes above 2/lambda_max",
                   SOURCE, f"diverges at c = {fmt(fac[above])}", f"diverges at c = {fmt(fac[qdiv >= 0])}",
                   bool(np.array_equal(qdiv >= 0, above) and (hdiv < 0).all()),
+                  "exact: the set of step sizes where least squares reaches inf/NaN == the set with eta > 2/lambda_max, "
+                  "and Huber diverges at none",
                   "divergence iterations " + str([int(v) for v in qdiv[above]]) + ", linear prediction "
                   + str([round(float(p)) for p in np.asarray(s["quad_predicted_divergence"])[above]])),
-            legacy_claim("for some step sizes the Huber loss first rises, then oscillates", SOURCE,
+            holds("for some step sizes the Huber loss first rises, then oscillates", SOURCE,
                   "at least one eta", f"c = {fmt(rto)}" if rto else "none", bool(rto),
-                  "rise: max over the first half > L(w0); oscillation: >= 20% sign changes of the "
-                  "differences over the last quarter, range > 1e-6 of the mean"),
-            legacy_claim("below 2/lambda_max Huber GD converges to the minimum, where the sharpness is lambda_max(X^T X)",
+                  "exact: at least one eta where max over the first half > L(w0) (1e-9 relative) and, over the last "
+                  "quarter, >= 20% of consecutive differences flip sign with range > 1e-6 of the mean and > 1e-9 "
+                  "of L(w0) (rise_then_oscillate)"),
+            holds("below 2/lambda_max Huber GD converges to the minimum, where the sharpness is lambda_max(X^T X)",
                   "spec section 4", f"L -> 0, sharpness {lam:.6g}",
                   f"final L <= {float(below_gap.max()):.3g}, sharpness {fmt(sharp_below)}",
-                  bool(below_gap.max() <= 1e-12 * s["initial_loss"] and np.allclose(sharp_below, lam, rtol=1e-10)),
+                  bool(below_gap.max() <= 1e-12 * s["initial_loss"] and np.allclose(sharp_below, lam, rtol=1e-10, atol=0.0)),
+                  "exact: at every eta < 2/lambda_max, final L <= 1e-12 x L(w0) and the final sharpness equals "
+                  "lambda_max(X^T X) to 1e-10 relative",
                   f"c = {fmt(fac[below])}"),
         ]
 

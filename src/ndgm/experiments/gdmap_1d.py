@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from ..analysis.gdmap import exceptional_step_sizes, saddle_avoidance, singularity_probe
+from ..analysis.stats import binomial_interval
 from ..errors import NdgmError
 from ..problems import Quartic1D
-from ..claims import Claim, legacy_claim
+from ..claims import Claim, exact, holds
 from .base import Context, Experiment, Param
 
 SRC = "spec stability.md s.2 (paper Fig. 1)"
@@ -109,33 +110,42 @@ class GDMap1D(Experiment):
         cyc = s["cycle_tail_points"]
         ps, pc = s["probe_singular"], s["probe_cycle"]
         sad = s["saddle"]
+        cell_s, cell_c = ps["cell"] / ps["region_measure"], pc["cell"] / pc["region_measure"]
+        ci = binomial_interval(sad["converged_to_saddle"], sad["starts"])
         return [
-            legacy_claim(f"eta={eta_s}: G(t) = 0 exactly for every start with |t| > 2", SRC, 0.0,
-                  s["singular_first_step_max_abs"], s["singular_first_step_max_abs"] == 0.0,
-                  f"max |G(t)| over {n} starts"),
-            legacy_claim(f"eta={eta_s}: GD then stays on the local maximum 0", SRC, 0.0,
-                  s["singular_final_max_abs"], s["singular_final_max_abs"] == 0.0,
-                  f"max |t_{config['iterations']}|"),
-            legacy_claim(f"eta={eta_c}: GD falls into the 2-cycle {{1, 2}} ({{-1, -2}} from t0 < -2)", SRC, [1.0, 2.0], cyc,
+            exact(f"eta={eta_s}: G(t) = 0 exactly for every start with |t| > 2", SRC, 0.0,
+                  s["singular_first_step_max_abs"], detail=f"max |G(t)| over {n} starts"),
+            exact(f"eta={eta_s}: GD then stays on the local maximum 0", SRC, 0.0,
+                  s["singular_final_max_abs"], detail=f"max |t_{config['iterations']}|"),
+            holds(f"eta={eta_c}: GD falls into the 2-cycle {{1, 2}} ({{-1, -2}} from t0 < -2)", SRC, [1.0, 2.0], cyc,
                   bool(s["cycle_tail_max_error"] <= 1e-12 and s["cycle_tail_alternates"]),
+                  "exact: each of the last two |iterates| of every start within 1e-12 of 1 or 2, and the two differ by "
+                  "> 0.5 (alternate)",
                   f"|last two iterates| of {n} starts; max distance to {{1, 2}} {s['cycle_tail_max_error']:.3g}"),
-            legacy_claim(f"eta={eta_v}: GD converges to sign(t0) sqrt(3)", SRC, "<= 1e-12",
-                  s["converge_max_error"], s["converge_max_error"] <= 1e-12, "max |t_T - sign(t0) sqrt 3|"),
-            legacy_claim("exceptional step sizes where L'' is constant on a region: 1/2 on |t| > 2, none on |t| < 2",
+            holds(f"eta={eta_v}: GD converges to sign(t0) sqrt(3)", SRC, "<= 1e-12",
+                  s["converge_max_error"], s["converge_max_error"] <= 1e-12,
+                  "max over starts of |t_T - sign(t0) sqrt 3| <= 1e-12", kind="bound"),
+            exact("exceptional step sizes where L'' is constant on a region: 1/2 on |t| > 2, none on |t| < 2",
                   "spec stability.md s.1-2", [[0.5], []],
-                  [s["exceptional_steps_outside"], s["exceptional_steps_inside"]],
-                  s["exceptional_steps_outside"] == [0.5] and s["exceptional_steps_inside"] == []),
-            legacy_claim(f"singularity probe on (2, 4): eta={eta_s} collapses the region, eta={eta_c} does not",
-                  "spec stability.md s.1", "singular / not; image ratio 0 / 1/2",
+                  [s["exceptional_steps_outside"], s["exceptional_steps_inside"]]),
+            holds(f"singularity probe on (2, 4): eta={eta_s} collapses the region, eta={eta_c} does not",
+                  "spec stability.md s.1", "singular / not; image ratio 0 / 1/2 (to the probe's grid)",
                   f"{ps['singular']} / {pc['singular']}; ratio {ps['ratio']:.3g} / {pc['ratio']:.3g}",
-                  bool(ps["singular"] and not pc["singular"] and ps["ratio"] < 0.01 and abs(pc["ratio"] - 0.5) < 0.01),
+                  bool(ps["singular"] and not pc["singular"] and ps["ratio"] <= cell_s
+                       and abs(pc["ratio"] - 0.5) <= 2 * cell_c),
+                  f"exact: probe says singular at eta={eta_s} and not at eta={eta_c}; image/region measure <= one grid "
+                  f"cell ({cell_s:.2g}) at eta={eta_s} and within two cells ({2 * cell_c:.2g}) of 1/2 at eta={eta_c}",
                   "covering-count measure of the image / of the region; |det D G| = 0 on all samples at eta=0.5"),
-            legacy_claim("saddle avoidance: no random start converges to the strict saddle", "spec stability.md s.5",
+            holds("saddle avoidance: no random start converges to the strict saddle", "spec stability.md s.5",
                   0, sad["converged_to_saddle"], sad["converged_to_saddle"] == 0,
-                  f"{sad['starts']} starts, {sad['iterations']} steps, min final norm {sad['min_final_norm']:.3g}"),
-            legacy_claim("saddle demo: eta = 1/a_i sends every start onto {x_i = 0} (det = 0)", "spec stability.md s.5",
+                  "exact: number of starts ending within 1e-8 of the saddle == 0 (the theorem: probability 0, so "
+                  "one such start contradicts it)",
+                  f"{sad['starts']} starts, {sad['iterations']} steps, min final norm {sad['min_final_norm']:.3g}; "
+                  f"95% upper bound on the probability {ci.high:.2g} (Clopper-Pearson)"),
+            holds("saddle demo: eta = 1/a_i sends every start onto {x_i = 0} (det = 0)", "spec stability.md s.5",
                   "max |x_i| = 0, det = 0", f"max |x_i| {sad['max_abs_collapsed']}, det {sad['det_at_singular']}",
                   all(v == 0 for v in sad["max_abs_collapsed"]) and all(v == 0 for v in sad["det_at_singular"]),
+                  "exact: after one step every start has x_i == 0.0 and det(I - eta A) == 0.0, at each eta = 1/a_i",
                   f"singular steps {sad['singular_steps']}"),
         ]
 

@@ -26,7 +26,7 @@ from ..problems import Lasso
 from ..sparse.estimator import L1Regression
 from ..sparse.optim import RDA, AcceleratedRDA, ProxAdam, ProxSGD, fit_grouped
 from ..sparse.solvers import fista, solve_lasso
-from ..claims import Claim, legacy_claim
+from ..claims import Claim, bound, exact, holds, not_run
 from .base import Context, Experiment, Param
 
 
@@ -127,32 +127,51 @@ class LassoGeneral(Experiment):
         above = np.asarray(s["exact_zeros"]) == s["d"]
         rho = float(spearmanr(np.arange(int(above.sum())), nd[above]).statistic) if above.sum() > 2 else float("nan")
         rel_fista = float(np.max(np.abs(fi_obj - ex_obj) / ex_obj))
+        lo, hi = s["pair_lams"]
         return [
-            legacy_claim(f"1000x larger penalty ({s['pair_lams'][0]:g} -> {s['pair_lams'][1]:g}): NDGM's L1 norm grows", src,
-                  "larger (paper: 1.62 -> 25.4, > 15x)", f"{p_nd[0]:.4g} -> {p_nd[1]:.4g} ({p_nd[1] / p_nd[0]:.3g}x)",
-                  p_nd[1] > p_nd[0], f"exact solution: {p_ex[0]:.4g} -> {p_ex[1]:.4g}"),
-            legacy_claim("the exact solution's L1 norm never increases with lam", src, "non-increasing",
-                  f"max increase {float(np.max(np.diff(ex), initial=0)):.3g}", bool(np.all(np.diff(ex) <= 1e-9))),
-            legacy_claim("beyond lam_critical = ||2 X^T y||_inf the exact solution is 0 while NDGM's norm rises", src,
+            # The paper's 1.62 -> 25.4 (15.7x) comes from sizes, eta and lam it does not give: its magnitude
+            # cannot be re-run, so the row tests the direction and reports this run's ratio as the finding.
+            bound(f"1000x larger penalty ({lo:g} -> {hi:g}): NDGM's L1 norm grows (the paper's 15.7x is for its own, "
+                  "unrecoverable sizes; this run's ratio is the finding)", src, p_nd[1] / p_nd[0], lower=1.0,
+                  strict=True, name="||w(1000 lam)||_1 / ||w(lam)||_1",
+                  expected="> 1x (paper: 1.62 -> 25.4 = 15.7x at n, d, eta, lam not given)",
+                  detail=f"NDGM {p_nd[0]:.4g} -> {p_nd[1]:.4g} ({p_nd[1] / p_nd[0]:.3g}x) at n = {s['n']}, "
+                         f"d = {s['d']}, eta = {s['lr']:g}; exact solution {p_ex[0]:.4g} -> {p_ex[1]:.4g}"),
+            # The magnitude as a row of its own, so that no row passes on "> 1x" under the paper's "> 15x".
+            not_run("the paper's magnitude: a 1000x larger penalty gives a > 15x larger NDGM L1 norm", src,
+                    f"the paper gives neither n, d, eta nor lam (spec 3.3: not recoverable) and the ratio depends on "
+                    f"them: this run's {p_nd[1] / p_nd[0]:.3g}x at n = {s['n']}, d = {s['d']}, eta = {s['lr']:g}, "
+                    f"lam {lo:g} -> {hi:g} (the row above) neither reproduces nor contradicts it",
+                    expected="> 15x (1.62 -> 25.4)"),
+            bound("the exact solution's L1 norm never increases with lam", src, float(np.max(np.diff(ex), initial=0)),
+                  upper=1e-9, expected="non-increasing (up to the solver's 1e-9)",
+                  name="max_k ||w*(lam_(k+1))||_1 - ||w*(lam_k)||_1"),
+            holds("beyond lam_critical = ||2 X^T y||_inf the exact solution is 0 while NDGM's norm rises", src,
                   "exact 0 there; NDGM's norm rank-correlated with lam (Spearman > 0.9), last > 10x first",
                   (f"{int(above.sum())} grid points above; NDGM {nd[above][0]:.3g} -> {nd[above][-1]:.3g}, Spearman {rho:.3f}"
                    if above.any() else "no grid point above"),
-                  bool(above.sum() > 2 and np.all(ex[above] == 0) and rho > 0.9 and nd[above][-1] > 10 * nd[above][0])),
-            legacy_claim("NDGM ends with no exact zeros at any penalty", src, 0, int(np.sum(s["ndgm_exact_zeros"])),
-                  int(np.sum(s["ndgm_exact_zeros"])) == 0),
-            legacy_claim("exact solutions have exact zeros (all d at the largest lam)", src, s["d"], s["exact_zeros"][-1],
-                  s["exact_zeros"][-1] == s["d"]),
-            legacy_claim("NDGM's objective is never below the exact optimum", "optimality of the exact solution",
-                  ">= exact", f"min gap {float(np.min(nd_obj - ex_obj)):.3g}", bool(np.all(nd_obj >= ex_obj * (1 - 1e-12)))),
-            legacy_claim("batched FISTA matches scikit-learn: objective to 1e-8 relative, same exact zeros", "this tool",
+                  bool(above.sum() > 2 and np.all(ex[above] == 0) and rho > 0.9 and nd[above][-1] > 10 * nd[above][0]),
+                  "exact: > 2 grid points with an all-zero exact solution; there the exact L1 norm == 0, Spearman's rho "
+                  "of NDGM's L1 norm against lam > 0.9 and the last NDGM norm > 10 x the first"),
+            exact("NDGM ends with no exact zeros at any penalty", src, 0, int(np.sum(s["ndgm_exact_zeros"])),
+                  detail="final coordinates == 0.0, summed over the grid"),
+            exact("exact solutions have exact zeros (all d at the largest lam)", src, s["d"], s["exact_zeros"][-1]),
+            holds("NDGM's objective is never below the exact optimum", "optimality of the exact solution",
+                  ">= exact", f"min gap {float(np.min(nd_obj - ex_obj)):.3g}", bool(np.all(nd_obj >= ex_obj * (1 - 1e-12))),
+                  "NDGM objective >= exact objective x (1 - 1e-12) at every lam", kind="bound"),
+            holds("batched FISTA matches scikit-learn: objective to 1e-8 relative, same exact zeros", "this tool",
                   "rel. gap <= 1e-8, zeros equal", f"max rel. gap {rel_fista:.2g}",
-                  rel_fista <= 1e-8 and s["fista_exact_zeros"] == s["exact_zeros"]),
+                  rel_fista <= 1e-8 and s["fista_exact_zeros"] == s["exact_zeros"],
+                  "exact: max over lam of |f(FISTA) - f(sklearn)| / f(sklearn) <= 1e-8 and the exact-zero counts equal"),
         ]
 
 
 
 REAL_SRC = "issue 3 / spec 3.3-3.4 (scikit-learn diabetes)"
-PAPER_LASSO_ZEROS = {0.01: 2, 0.05: 4, 0.2: 7}
+# scikit-learn's own Lasso output on this data, recorded when the row was written: a cross-check
+# that the data and the reference solver are the ones the other rows were checked against, not a
+# value from the paper or the spec.
+SKLEARN_LASSO_ZEROS = {0.01: 2, 0.05: 4, 0.2: 7}
 
 
 class LassoReal(Experiment):
@@ -238,30 +257,36 @@ class LassoReal(Experiment):
     def claims(self, s: dict, config: dict) -> list[Claim]:
         t, alphas = s["table"], s["alphas"]
         out = []
-        if all(a in PAPER_LASSO_ZEROS for a in alphas):
-            exp = [PAPER_LASSO_ZEROS[a] for a in alphas]
-            out.append(legacy_claim("sklearn Lasso's exact zeros at each alpha", REAL_SRC, exp, t["lasso"]["exact_zeros"],
-                             t["lasso"]["exact_zeros"] == exp))
+        if all(a in SKLEARN_LASSO_ZEROS for a in alphas):
+            exp = [SKLEARN_LASSO_ZEROS[a] for a in alphas]
+            out.append(exact("cross-check: scikit-learn's Lasso gives the recorded exact zeros at each alpha",
+                             "scikit-learn Lasso (recorded output; not a paper value)", exp, t["lasso"]["exact_zeros"],
+                             detail="pins the data and the reference solver the other rows compare with"))
         for name in ("sgd", "adam"):
-            out.append(legacy_claim(f"full-batch {name.upper() if name == 'sgd' else 'Adam'} finds no zeros, not even below 1e-5",
+            out.append(holds(f"full-batch {name.upper() if name == 'sgd' else 'Adam'} finds no zeros, not even below 1e-5",
                              REAL_SRC, [0] * len(alphas), t[name]["below_1e-5"],
                              all(v == 0 for v in t[name]["below_1e-5"]) and all(v == 0 for v in t[name]["exact_zeros"]),
+                             "exact: number of final |w_j| < 1e-5 == 0 (hence of exact zeros) at every alpha",
                              f"exact zeros {t[name]['exact_zeros']}, rel. objective gap {['%.2g' % g for g in t[name]['rel_gap']]}"))
         label = {"acrda": "acrda (accelerated RDA, Xiao 2010 sec. 6)"}
         for name in ("ista", "fista", "proxsgd", "proxadam", "acrda"):
             gap = max(abs(g) for g in t[name]["rel_gap"])
             ok = gap <= 1e-8 and all(t[name]["same_support_as_lasso"])
-            out.append(legacy_claim(f"{label.get(name, name)}: sklearn objective to 1e-8 relative with the same exact zeros",
+            out.append(holds(f"{label.get(name, name)}: sklearn objective to 1e-8 relative with the same exact zeros",
                              "issue 3 item 6", "rel. gap <= 1e-8, same support",
                              f"max rel. gap {gap:.2g}, zeros {t[name]['exact_zeros']}", ok,
+                             "exact: max over alpha of |f - f(sklearn)| / f(sklearn) <= 1e-8 and the set of exact zeros "
+                             "equals sklearn's at every alpha",
                              f"certificates {['%.2g' % c for c in t[name]['certificate']]}"))
         # Plain RDA converges at O(1/sqrt t): it finds the exact zeros early but not the 1e-8 gap in
         # these budgets (3.7e-5 after 4000 steps, 7e-6 after 20000); its claim says only what it does.
         gap = max(abs(g) for g in t["rda"]["rel_gap"])
-        out.append(legacy_claim("plain rda: same exact zeros as Lasso; objective within 1e-4 (O(1/sqrt t), not 1e-8: see acrda)",
+        out.append(holds("plain rda: same exact zeros as Lasso; objective within 1e-4 (O(1/sqrt t), not 1e-8: see acrda)",
                          "Xiao 2009", "same support, rel. gap <= 1e-4",
                          f"max rel. gap {gap:.2g}, zeros {t['rda']['exact_zeros']}",
-                         gap <= 1e-4 and all(t["rda"]["same_support_as_lasso"])))
+                         gap <= 1e-4 and all(t["rda"]["same_support_as_lasso"]),
+                         "exact: max over alpha of |f - f(sklearn)| / f(sklearn) <= 1e-4 and the set of exact zeros "
+                         "equals sklearn's at every alpha"))
         return out
 
 
