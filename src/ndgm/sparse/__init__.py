@@ -7,8 +7,10 @@ from arrays) and `L1Regression` (scikit-learn style). Their names live in `ndgm.
 
 from ..problems import soft_threshold
 from .estimator import L1Regression
-from .optim import RDA, AcceleratedRDA, ProxAdam, ProxSGD, fit_grouped
+from .optim import (RDA, AcceleratedRDA, LamScheduler, ProxAdam, ProxAdamW, ProxSGD, fit_grouped, group_penalty,
+                    penalised_groups)
 from .solvers import SolverResult, fista, ista, solve_lasso
 
-__all__ = ["L1Regression", "ProxSGD", "ProxAdam", "RDA", "AcceleratedRDA", "fit_grouped", "soft_threshold",
+__all__ = ["L1Regression", "ProxSGD", "ProxAdam", "ProxAdamW", "RDA", "AcceleratedRDA", "LamScheduler",
+           "penalised_groups", "group_penalty", "fit_grouped", "soft_threshold",
            "SolverResult", "ista", "fista", "solve_lasso"]
