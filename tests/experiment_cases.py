@@ -33,6 +33,8 @@ TINY = {
     "eos-huber": dict(n=8, d=30, iterations=200, num_eta=3),
     "rates": dict(n=40, d=4, iterations=300, num_eps=3, eps_lo=0.1),
     "sharpness": dict(width=8, depth=1, steps=20, every=10, n_train=100, k=1),
+    "prune": dict(arms="adam-l1,prox-adam-group", l1_lams="0.01", group_lams="0.3", width=0.25, n_seeds=2, epochs=1,
+                  train_size=32, val_size=16, batch_size=32, timing_batch=4, timing_repeats=3, threads=1),
 }
 
 BAD = {
@@ -152,5 +154,15 @@ BAD = {
         (["--lr", "0"], "--lr must be a finite number > 0"),
         (["--lr", "-0.1"], "--lr must be a finite number > 0"),
         (["--activation", "sigmoid"], "--activation must be one of relu, gelu, tanh"),
+    ],
+    "prune": [
+        (["--arms", "adam-l1,lbfgs"], "--arms: unknown 'lbfgs'"),
+        (["--l1-lams", "0.001,0.001"], "--l1-lams must not repeat an entry"),
+        (["--group-lams", "0.001,-1"], "--group-lams must list finite numbers > 0"),
+        (["--n-seeds", "1"], "--n-seeds must be"),
+        (["--width", "40"], "--width must be at most 16"),
+        (["--momentum", "1.5"], "--momentum must be < 1"),
+        (["--init", "xavier"], "--init must be one of kaiming, torch"),
+        (["--data-dir", "/no/such/dir"], "expected the CIFAR-10 python folder"),
     ],
 }

@@ -132,15 +132,21 @@ def test_proxadam_threshold_is_scaled_by_adams_denominator():
 
 
 def test_rda_closed_form_with_constant_gradient():
-    w = torch.tensor([0.3, -0.2, 1.0], dtype=torch.float64, requires_grad=True)
-    opt = RDA([w], lr=0.5, l1=0.4)
+    w0 = torch.tensor([0.3, -0.2, 1.0], dtype=torch.float64)
     gconst = torch.tensor([1.0, -0.3, -0.9], dtype=torch.float64)
-    for t in range(1, 5):
-        w.grad = gconst.clone()
-        opt.step()
-        expected = -0.5 * np.sqrt(t) * soft_threshold(gconst, 0.4)  # gbar = g, the prox-centre is 0
-        assert torch.allclose(w.detach(), expected, rtol=1e-15)
-        assert w[1].item() == 0.0
+    for centre in ("zero", "initial"):
+        w = w0.clone().requires_grad_(True)
+        opt = RDA([w], lr=0.5, l1=0.4, centre=centre)
+        for t in range(1, 5):
+            w.grad = gconst.clone()
+            opt.step()
+            c = 0.5 * np.sqrt(t)
+            # gbar = g; w_{t+1} = S_{c l1}(w0 - c gbar), prox-centre w0 (or 0)
+            expected = soft_threshold((w0 if centre == "initial" else 0) - c * gconst, c * 0.4)
+            assert torch.allclose(w.detach(), expected, rtol=1e-15, atol=1e-16), (centre, t)
+            assert w[1].item() == 0.0
+        if centre == "initial":  # the starting values still count: 1.0 - 1 * (-0.9) - 1 * 0.4 at t = 4
+            assert w[2].item() == pytest.approx(1.5) and w[0].item() == pytest.approx(-0.3)
 
 
 def test_accelerated_rda_first_steps_by_hand():

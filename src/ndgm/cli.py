@@ -6,6 +6,7 @@
     ndgm reproduce [--quick | --full] [--only PATTERN] [--out DIR]
     ndgm sweep EXPERIMENT --grid lr=0.001,0.01 --grid l1=1e-3:1:7:log --seeds 5 [--scheduler tcp://host:port]
     ndgm compare RUN RUN ...
+    ndgm audit PATH [--threshold T ...] [--json]
 
 Bad input prints one line, ``ndgm: error: ...``, and exits with code 2. ``show`` and
 ``compare`` work from the run folders alone: they import no experiment module.
@@ -109,6 +110,16 @@ def _build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:
     cmp_.add_argument("runs", nargs="+", metavar="RUN")
     cmp_.add_argument("--out", default=str(DEFAULT_ROOT), help="run store directory (default: %(default)s)")
     cmp_.add_argument("--output", default=None, help="figure path (default: compare-EXPERIMENT.png)")
+
+    aud = sub.add_parser("audit", help="exact zeros, small weights and dead channels of a saved model",
+                         description="Audit a saved model: a state dict or a checkpoint holding one (torch.save; "
+                         "read with weights_only=True) or a .safetensors file. Per tensor and in total: exact zeros, "
+                         "the fraction below each threshold, output channels that are entirely zero; parameters and "
+                         "buffers apart; the size a compacted model would have.")
+    aud.add_argument("path", metavar="PATH", help="a .pt/.pth/.bin/.ckpt file saved with torch.save, or .safetensors")
+    aud.add_argument("--threshold", action="append", default=None, metavar="T",
+                     help="count |w| < T as small; repeat for more (default: 1e-8, 1e-5, 1e-3)")
+    aud.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -295,8 +306,25 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    """``ndgm audit PATH``: `ndgm.analysis.sparsity.sparsity_audit` of a saved model, as a table or JSON."""
+    from .analysis.sparsity import THRESHOLDS, sparsity_audit
+
+    report = sparsity_audit(args.path, args.threshold or THRESHOLDS)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    c, t = report.compacted, report.total
+    print(f"{args.path}: {t.numel} parameters in {len(report.layers)} tensors, {t.exact_zeros} exactly zero "
+          f"({100 * t.exact_zero_fraction:.2f}%); {t.zero_channels} of {t.channels} output channels entirely zero")
+    print(report.table())
+    print(f"\ncompacted (dead output channels removed, estimated from the tensors' order): {c['parameters']} of "
+          f"{c['parameters_before']} parameters, {c['bytes']} of {c['bytes_before']} bytes")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "show": cmd_show, "reproduce": cmd_reproduce,
-            "sweep": cmd_sweep, "compare": cmd_compare}
+            "sweep": cmd_sweep, "compare": cmd_compare, "audit": cmd_audit}
 
 
 def main(argv: list[str] | None = None) -> int:

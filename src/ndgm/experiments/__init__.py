@@ -9,7 +9,7 @@ Adding an experiment is one module (an `Experiment` subclass declaring its param
 from __future__ import annotations
 
 from ..errors import NdgmError
-from . import (activations, bifurcation, capture, eos_huber, gdmap_1d, l1_deep, lasso_general, lasso_toy, rates,
+from . import (activations, bifurcation, capture, eos_huber, gdmap_1d, l1_deep, lasso_general, lasso_toy, prune, rates,
                sgd_montecarlo, sharpness, stability_toy)
 from . import nonsingularity
 from . import lasso_adam, lasso_duality, prox_relu, wu_ma_e
@@ -36,6 +36,7 @@ REGISTRY: tuple[Experiment, ...] = (
     eos_huber.EXPERIMENT,
     rates.EXPERIMENT,
     sharpness.EXPERIMENT,
+    prune.EXPERIMENT,
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in REGISTRY}

@@ -24,7 +24,7 @@ __all__ = ["FIGURES", "figure", "get", "render", "write_figures"]
 Figure = Callable[[dict, dict, dict, Path], "Path | None"]
 FIGURES: dict[str, Figure] = {}
 MODULES = ("capture", "lasso", "curvature", "deep", "stability", "nonsingularity", "adam", "duality", "prox",
-           "meansquare")
+           "meansquare", "prune")
 
 
 def figure(filename: str) -> Callable[[Figure], Figure]:

@@ -82,14 +82,19 @@ class SmallVGG(nn.Module):
         Insert ``BatchNorm2d`` between every conv and its activation.
     num_classes : int
         Outputs of the final ``Linear(64, num_classes)`` (paper: 10).
+    width : float
+        Multiplies every channel count (rounded, at least 1): 1 is the paper's network, 0.25 a
+        quarter-width one for quick CPU runs; the classifier then takes the last width.
     """
 
     def __init__(self, depth: str = "vgg11", activation: str = "relu", batch_norm: bool = False,
-                 num_classes: int = 10):
+                 num_classes: int = 10, width: float = 1.0):
         super().__init__()
         key = str(depth).lower()
         if key not in VGG_CONFIGS:
             raise NdgmError(f"unknown VGG depth {depth!r}; choose one of {', '.join(VGG_CONFIGS)}")
+        if not (isinstance(width, (int, float)) and 0 < width < float("inf")):
+            raise NdgmError(f"VGG width must be a finite number > 0, got {width!r}")
         self.depth, self.activation, self.batch_norm = key, str(activation).lower(), bool(batch_norm)
         make_activation(activation)  # validate early
         layers: list[nn.Module] = []
@@ -98,6 +103,7 @@ class SmallVGG(nn.Module):
             if v == "M":
                 layers.append(nn.AvgPool2d(kernel_size=2, stride=2))
                 continue
+            v = max(1, int(round(v * width)))
             layers.append(nn.Conv2d(c_in, v, kernel_size=3, padding=1))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(v))

@@ -5,7 +5,8 @@
 * `datafits`: `LeastSquares` (``scaling`` sum / half / mean), `LeastAbsoluteDeviations`,
   `HuberRegression`, `ReLULeastSquares`;
 * `penalties`: `L1Penalty`, `L1L2Penalty` (value, grad, prox, subdiff_distance, alpha_max)
-  and `soft_threshold`;
+  and `soft_threshold`; on one parameter tensor: `L1NormPenalty`, `GroupL2Penalty`,
+  `ElasticNetPenalty`, `SparseGroupPenalty` (value, prox, subdiff_distance, zeroing_lam, alpha_max);
 * `composite`: datafit + penalty: `Composite`, `Lasso`, `ToyLasso`, `ReLURegression`;
 * `toys`: `Quadratic`, `Quartic1D`, `TwoPointReLU`.
 """
@@ -13,7 +14,8 @@
 from .base import Problem, autograd_value_and_grad, lambda_max
 from .composite import Composite, Lasso, ReLURegression, ToyLasso
 from .datafits import SCALINGS, Datafit, HuberRegression, LeastAbsoluteDeviations, LeastSquares, ReLULeastSquares
-from .penalties import L1L2Penalty, L1Penalty, soft_threshold
+from .penalties import (ElasticNetPenalty, GroupL2Penalty, L1L2Penalty, L1NormPenalty, L1Penalty, SparseGroupPenalty,
+                        TensorPenalty, group_shrink, soft_threshold)
 from .toys import PAPER_SCALE, TOY_X, Quadratic, Quartic1D, TwoPointReLU
 
 __all__ = [
@@ -29,6 +31,12 @@ __all__ = [
     "L1Penalty",
     "L1L2Penalty",
     "soft_threshold",
+    "TensorPenalty",
+    "L1NormPenalty",
+    "GroupL2Penalty",
+    "ElasticNetPenalty",
+    "SparseGroupPenalty",
+    "group_shrink",
     "Composite",
     "Lasso",
     "ToyLasso",
