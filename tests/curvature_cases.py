@@ -165,19 +165,34 @@ def _objective_scale(case, n):
     return per_row_sum / n if case.reduction == "mean" else per_row_sum
 
 
-def reference_hessian(case):
+def reference_hessian(case, as_written: bool = False):
     """Dense ``(d, d)`` Hessian of the case's objective (mean or sum of per-row losses) by
-    `torch.autograd.functional.hessian` of the plain loss, and the parameter vector."""
+    `torch.autograd.functional.hessian` of the plain loss, and the parameter vector.
+
+    ``as_written``: of ``loss_fn(model(X), Y)`` itself, whatever its reduction (what
+    `ndgm.analysis.curvature.eigenvalues` takes).
+    """
     model = _set_mode(case.make_model(), case.mode)
     X, Y = case.data()
     params, theta = _split(model)
-    scale = _objective_scale(case, X.shape[0])
+    scale = 1.0 if as_written else _objective_scale(case, X.shape[0])
 
     def loss(t):
         return case.loss_fn(functional_call(model, params(t), (X,)), Y) * scale
 
     with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no double backward
         return torch.autograd.functional.hessian(loss, theta), theta
+
+
+def reference_value_and_grad(case):
+    """The case's objective and its gradient by plain autograd on the module (buffers copied)."""
+    model = _set_mode(case.make_model(), case.mode)
+    X, Y = case.data()
+    params, theta = _split(model)
+    t = theta.clone().requires_grad_(True)
+    loss = case.loss_fn(functional_call(model, params(t), (X,)), Y) * _objective_scale(case, X.shape[0])
+    (g,) = torch.autograd.grad(loss, t)
+    return float(loss), g
 
 
 def reference_per_sample_hessians(case):

@@ -348,9 +348,16 @@ def lanczos(
     ``(theta_i, Q_m s_i)`` has residual ``r_i = |beta_m s_{m,i}|``, and some eigenvalue of
     ``A`` lies within ``r_i`` of ``theta_i``. The iteration stops when
     ``r_i <= tol * max_j |theta_j|`` (``tol`` relative to the spectral norm's estimate) for the
-    k wanted pairs, when the Krylov space is invariant and holds them, or after ``max_iter``
-    products. Both ends of the spectrum converge from the same Krylov space: ``which='SA'``
-    gives the smallest (most negative) eigenvalues.
+    k wanted pairs, or after ``max_iter`` products. Both ends of the spectrum converge from the
+    same Krylov space: ``which='SA'`` gives the smallest (most negative) eigenvalues.
+
+    A Krylov space holds one copy of each distinct eigenvalue. When it becomes invariant
+    (exact arithmetic would stop), the iteration continues from a fresh seeded direction
+    orthogonal to it, with a zero coupling in ``T``, and stops once such a restart adds
+    nothing to the wanted set -- so exact multiplicities (``diag(5, 5, 1, ...)``, or the
+    zero eigenvalues of parameters a ReLU network does not use) are counted. A run that
+    converges before its space is invariant sees one copy of an exactly repeated eigenvalue;
+    for generic Hessians (distinct eigenvalues) this does not arise.
 
     Parameters
     ----------
@@ -389,6 +396,7 @@ def lanczos(
     kr = _Krylov(op, _start_vector(dim, v0, dtype, device, seed), m_max, dtype, seed)
     history: list[float] = []
     converged = False
+    before_restart: np.ndarray | None = None  # wanted values when the last invariant space was left
     bar = _bar(progress, m_max, f"lanczos top-{k} ({which})")
     try:
         for j in range(m_max):
@@ -403,7 +411,20 @@ def lanczos(
                 bar.update(1)
                 bar.set_postfix(theta=f"{theta[wanted[0]]:.6g}", resid=f"{resid.max():.1e}", refresh=False)
             anorm = max(float(np.abs(theta).max()), np.finfo(float).tiny)
-            if j + 1 >= k and (invariant or bool(np.all(resid <= tol * anorm))):
+            if j + 1 == dim:  # the whole space: every Ritz value is an eigenvalue
+                converged = True
+                break
+            if invariant:
+                # The Ritz values are exact, but a Krylov space holds one copy of each distinct
+                # eigenvalue: copies (multiplicities) live in the complement. Continue from a
+                # fresh direction there until a restart adds nothing to the wanted set.
+                now = theta[wanted]
+                if before_restart is not None and j + 1 >= k and now.size == before_restart.size \
+                        and bool(np.allclose(now, before_restart, rtol=0, atol=max(tol, 1e-10) * anorm)):
+                    converged = True
+                    break
+                before_restart = now.copy()
+            elif j + 1 >= k and bool(np.all(resid <= tol * anorm)):
                 converged = True
                 break
             if j + 1 < m_max:

@@ -339,12 +339,12 @@ class PreconditionedOperator(CurvatureOperator):
     def __init__(self, A: CurvatureOperator, d: Tensor, shift: float | Tensor = 0.0):
         if A.batch_shape:
             raise NdgmError(f"a preconditioned operator needs an unbatched operator, got batch shape {A.batch_shape}")
-        d = torch.as_tensor(d).detach().to(dtype=A.dtype, device=A.device).reshape(-1)
+        d = torch.as_tensor(d, dtype=A.dtype).detach().to(device=A.device).reshape(-1)  # a float stays exact
         if d.shape != (A.dim,):
             raise NdgmError(f"d must have shape ({A.dim},), got {tuple(d.shape)}")
         if not bool(torch.isfinite(d).all()) or not bool((d > 0).all()):
             raise NdgmError("d (the diagonal of P^-1/2) must be finite and > 0")
-        shift = torch.as_tensor(shift).detach().to(dtype=A.dtype, device=A.device)
+        shift = torch.as_tensor(shift, dtype=A.dtype).detach().to(device=A.device)
         if shift.ndim and shift.shape != (A.dim,):
             raise NdgmError(f"shift must be a scalar or have shape ({A.dim},), got {tuple(shift.shape)}")
         super().__init__(A.dim, (), A.dtype, A.device)
