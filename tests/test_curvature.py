@@ -548,3 +548,21 @@ def test_tracker_budget_adapts_the_interval():
     recorded = [s for s in range(40) if tracker(s) is not None]
     # a record and the training before it take one tick each: share 1/2 > budget, every doubles to the cap
     assert recorded[:4] == [0, 2, 6, 14] and set(np.diff(recorded[3:])) == {8}
+
+
+def test_lanczos_callback_and_progress_bars(capsys):
+    lam = torch.tensor([9.0, 7.0, 5.0] + [1.0 / i for i in range(1, 38)], dtype=torch.float64)
+    A = DenseOperator(torch.diag(lam))
+    seen = []
+    res = lanczos(A, k=2, tol=1e-10, callback=lambda j, theta, resid: seen.append((j, theta, resid)),
+                  progress=True)
+    assert [j for j, _, _ in seen] == list(range(res.n_matvec))  # one call per product
+    np.testing.assert_allclose(seen[-1][1], [9.0, 7.0], rtol=1e-12)
+    np.testing.assert_array_equal(seen[-1][2], res.residuals)
+    assert "lanczos top-2" in capsys.readouterr().err
+    model, X, y = _ce_case(30)
+    tracker = SharpnessTracker.for_model(model, nn.CrossEntropyLoss(), X, y, lr=0.1, every=1, progress=True)
+    tracker(0)
+    tracker(1)
+    tracker.close()
+    assert "sharpness" in capsys.readouterr().err and len(tracker.rows_) == 2
