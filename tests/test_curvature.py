@@ -514,8 +514,19 @@ def test_tracker_for_model_exports_and_matches_dense(tmp_path):
     model, X, y = _ce_case(60)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     loss_fn = nn.CrossEntropyLoss()
+
+    class Writer:  # a SummaryWriter's interface: what the tracker logs, without the package
+        scalars: list = []
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+    writer = Writer()
     tracker = SharpnessTracker.for_model(model, loss_fn, X, y, every=5, k=2, tol=1e-10, bottom=1, trace_probes=9,
-                                         optimizer=opt, tensorboard=tmp_path / "tb")
+                                         optimizer=opt, tensorboard=writer)
     refs = {}
     for step in range(11):
         if tracker.due(step):
@@ -536,7 +547,16 @@ def test_tracker_for_model_exports_and_matches_dense(tmp_path):
 
     back = pd.read_csv(tracker.to_csv(tmp_path / "s.csv"))
     np.testing.assert_allclose(back["lambda_1"], df["lambda_1"], rtol=1e-15)
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    logged = {(tag, step): val for tag, val, step in writer.scalars}
+    assert [logged[("curvature/lambda_1", s)] for s in (0, 5, 10)] == list(df["lambda_1"])
+    assert ("curvature/precond_threshold", 10) in logged and ("curvature/trace_se", 5) in logged
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:  # the real writer, from a log directory
+        real = SharpnessTracker.for_model(model, loss_fn, X, y, lr=0.5, every=1, tensorboard=tmp_path / "tb")
+        real(0)
+        real.close()
+        assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert tracker.plot(tmp_path / "s.png").stat().st_size > 0
 
 
