@@ -13,8 +13,9 @@
    same model, same full batch, same objective (the mean squared error), float64:
    top-1 and top-3 eigenvalues -- for each library a ladder of tolerances, and the
    Hessian-vector products (counted by wrapping PyHessian's ``hessian_vector_product``) and
-   seconds of the first run whose top-k are all within ``1e-6 * lambda_1`` of the reference
-   (target: at least 5x fewer HVPs for top-3); PyHessian at its default tolerance (1e-3) for
+   seconds of the first run whose top-k are all within ``1e-4`` and ``1e-6 * lambda_1`` of the
+   reference (target: at least 5x fewer HVPs for top-3; where PyHessian never gets there, a
+   lower bound from its largest run); PyHessian at its default tolerance (1e-3) for
    the record; and the trace: PyHessian's Hutchinson at its default stopping rule against
    Hutch++ and Hutchinson run to the same standard error.
 
@@ -101,15 +102,14 @@ def versus_pyhessian(model, obj, theta, X, Y, ref: np.ndarray, args) -> None:
         def err(vals) -> float:
             return float(np.max(np.abs(np.sort(np.asarray(vals, dtype=float))[::-1] - want)) / abs(lam1))
 
-        ours = None
+        ours_runs, theirs_runs = [], []  # (tol, HVPs, seconds, error), loosest tol first
         for tol in TOLS:
             t0 = time.perf_counter()
             res = lanczos(obj.hessian(theta), k=k, tol=tol, max_iter=1500, seed=args.seed + 7)
-            dt = time.perf_counter() - t0
-            if err(res.eigenvalues) <= 1e-6:
-                ours = (tol, res.n_matvec, dt, err(res.eigenvalues))
+            ours_runs.append((tol, res.n_matvec, time.perf_counter() - t0, err(res.eigenvalues)))
+            if ours_runs[-1][3] <= 1e-6:
                 break
-        theirs, default = None, None
+        default = None
         with counted_pyhessian_hvps() as (ph, count):
             torch.manual_seed(args.seed + 7)
             hc = ph.hessian(model, criterion, data=(X, Y), cuda=False)
@@ -121,24 +121,35 @@ def versus_pyhessian(model, obj, theta, X, Y, ref: np.ndarray, args) -> None:
                 if default is None:
                     default = (vals, count[0], err(vals))
                     continue
-                if err(vals) <= 1e-6:
-                    theirs = (tol, count[0], dt, err(vals))
-                    break
-                if count[0] >= k * args.power_max:  # capped: a tighter tol cannot do better
+                theirs_runs.append((tol, count[0], dt, err(vals)))
+                if err(vals) <= 1e-6 or count[0] >= k * args.power_max:  # there, or capped
                     break
             model.zero_grad(set_to_none=True)
         print(f"top-{k}: PyHessian at its default tol 1e-3: {np.array2string(np.asarray(default[0]), precision=7)} "
               f"in {default[1]} HVPs, error {default[2]:.1e} x lambda_1 (reference "
               f"{np.array2string(want, precision=7)})")
-        line = f"top-{k} to 1e-6 x lambda_1: "
-        line += (f"ndgm Lanczos {ours[1]} HVPs {ours[2]:.2f}s (tol {ours[0]:g}); " if ours else
-                 "ndgm Lanczos did not get there; ")
-        line += (f"PyHessian {theirs[1]} HVPs {theirs[2]:.2f}s (tol {theirs[0]:g})" if theirs else
-                 f"PyHessian did not get there within maxIter {args.power_max} per eigenvalue")
-        print(line)
-        if ours and theirs:
-            target = "" if k == 1 else f"  (target >= 5x: {'met' if theirs[1] >= 5 * ours[1] else 'NOT met'})"
-            print(f"  ratio HVPs PyHessian / ndgm = {theirs[1] / ours[1]:.2f}, time {theirs[2] / ours[2]:.2f}{target}")
+        best = min(theirs_runs, key=lambda r: r[3])
+        print(f"  PyHessian's best: error {best[3]:.1e} x lambda_1 in {best[1]} HVPs (tol {best[0]:g}; its rule stops "
+              "when two Rayleigh quotients agree to tol, and it normalises by ||v|| + 1e-6, which biases a "
+              "unit-norm Rayleigh quotient by about -2e-6 relative)")
+        for acc in (1e-4, 1e-6):
+            ours = next((r for r in ours_runs if r[3] <= acc), None)
+            theirs = next((r for r in theirs_runs if r[3] <= acc), None)
+            line = f"top-{k} to {acc:g} x lambda_1: "
+            line += (f"ndgm Lanczos {ours[1]} HVPs {ours[2]:.2f}s (tol {ours[0]:g}); " if ours else
+                     "ndgm Lanczos did not get there; ")
+            line += (f"PyHessian {theirs[1]} HVPs {theirs[2]:.2f}s (tol {theirs[0]:g})" if theirs else
+                     f"PyHessian did not get there (tol down to {theirs_runs[-1][0]:g}, maxIter {args.power_max} "
+                     "per eigenvalue)")
+            print(line)
+            if ours and theirs:
+                target = f"  (target >= 5x: {'met' if theirs[1] >= 5 * ours[1] else 'NOT met'})" if k == 3 else ""
+                print(f"  ratio HVPs PyHessian / ndgm = {theirs[1] / ours[1]:.2f}, time {theirs[2] / ours[2]:.2f}"
+                      f"{target}")
+            elif ours:
+                spent = max(r[1] for r in theirs_runs)
+                print(f"  ratio HVPs PyHessian / ndgm > {spent / ours[1]:.2f} (PyHessian's largest run, {spent} HVPs, "
+                      f"fell short){'  (target >= 5x: not reachable by PyHessian)' if k == 3 and acc == 1e-6 else ''}")
 
     # Trace: PyHessian's Hutchinson at its default rule, then ours to the same standard error.
     with counted_pyhessian_hvps() as (ph, count):
