@@ -32,7 +32,7 @@ TINY = {
     "lasso-real": dict(iterations=200, prox_iterations=200),
     "eos-huber": dict(n=8, d=30, iterations=200, num_eta=3),
     "rates": dict(n=40, d=4, iterations=300, num_eps=3, eps_lo=0.1),
-    "sharpness": dict(width=8, depth=1, steps=20, every=10, n_train=100, k=1),
+    "sharpness": dict(width=8, depth=1, steps=20, every=10, n_train=100, k=1, top=2, adam_steps=20, adam_every=10),
     "prune": dict(arms="adam-l1,prox-adam-group", l1_lams="0.01", group_lams="0.3", width=0.25, n_seeds=2, epochs=1,
                   train_size=32, val_size=16, batch_size=32, timing_batch=4, timing_repeats=3, threads=1),
 }
@@ -154,6 +154,9 @@ BAD = {
         (["--lr", "0"], "--lr must be a finite number > 0"),
         (["--lr", "-0.1"], "--lr must be a finite number > 0"),
         (["--activation", "sigmoid"], "--activation must be one of relu, gelu, tanh"),
+        (["--top", "100000"], "--top must be at most the number of parameters"),
+        (["--adam-beta1", "1"], "--adam-beta1 must be < 1"),
+        (["--adam-steps", "10", "--adam-every", "20"], "--adam-every must be <= --adam-steps"),
     ],
     "prune": [
         (["--arms", "adam-l1,lbfgs"], "--arms: unknown 'lbfgs'"),

@@ -18,7 +18,7 @@ from ndgm.problems import HuberRegression
 
 EOS_SMALL = dict(n=8, d=30, iterations=600, num_eta=6, eta_hi=50.0)
 RATES_SMALL = dict(n=60, d=6, eps_lo=3e-2, num_eps=5, iterations=1500)
-SHARP_SMALL = dict(width=16, depth=1, steps=40, every=10, n_train=200, lr=0.5)
+SHARP_SMALL = dict(width=16, depth=1, steps=40, every=10, n_train=200, lr=0.5, top=3, adam_steps=30, adam_every=10)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -154,6 +154,37 @@ def test_sharpness_experiment_small():
     assert abs(s["final_sharpness_tracked"] - s["final_sharpness_reference"]) <= 1e-4 * s["final_sharpness_reference"]
     assert a["kinks_float32"].shape == a["kinks_float64"].shape == (41,)
     assert s["kink_evaluations"]["float64"] == 41 * 200 * 16
+    # top-3 at the final iterate: the tracked run agrees with the tight reference
+    assert len(s["top_eigenvalues"]) == 3 and s["top_hvps"] > 0
+    np.testing.assert_allclose(s["top_eigenvalues"], s["top_reference"], rtol=0, atol=1e-5 * s["top_reference"][0])
+    assert s["top_reference"][0] == pytest.approx(s["final_sharpness_reference"], rel=1e-9)
+
+
+def test_sharpness_adam_row_matches_dense_preconditioned_hessian():
+    from ndgm.analysis.curvature import ModelObjective, mse_sum
+    from ndgm.nets.mlp import make_mlp
+
+    exp = EXPERIMENTS["sharpness"]
+    cfg = exp.config(**SHARP_SMALL)
+    r = exp.run(cfg)
+    a, s = r.arrays, r.summary
+    np.testing.assert_array_equal(a["adam_steps"], [10, 20, 30])
+    assert s["adam_threshold"] == pytest.approx(2 / 0.01 * 1.9 / 0.1, rel=1e-12)  # 38 / eta
+    # The same Adam run by hand; its last preconditioned sharpness by a dense eigensolve.
+    data = load_digits_split(0, n_train=200)
+    model = make_mlp(64, (16,), 10, "relu", seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.9, 0.999))
+    for _ in range(30):
+        opt.zero_grad()
+        (mse_sum(model(data.X_train), data.Y_train) / 200).backward()
+        opt.step()
+    P = torch.cat([((1 - 0.9 ** 30) * ((opt.state[p]["exp_avg_sq"] / (1 - 0.999 ** 30)).sqrt() + 1e-8)).reshape(-1)
+                   for p in model.parameters()])
+    H = ModelObjective(model, mse_sum, data.X_train, data.Y_train).dense_hessian()
+    S = P.rsqrt()[:, None] * H * P.rsqrt()[None, :]
+    assert a["adam_precond"][-1] == pytest.approx(float(torch.linalg.eigvalsh(S)[-1]), rel=1e-5)
+    assert a["adam_sharpness"][-1] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-5)
+    assert s["adam_final_loss"] < s["adam_initial_loss"] and s["adam_diverged_at"] == -1
 
 
 

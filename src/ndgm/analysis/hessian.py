@@ -23,12 +23,19 @@ The operators:
   ``d x d`` block per configuration (dense form ``(K, d, d)``), and one double backward of that
   sum gives every block's product at once.
 * `ModelHessian`: an ``nn.Module``, a loss and a dataset (a `ModelLoss`) at a flat parameter
-  vector ``theta``; products are summed over chunks of the data, so memory is one chunk's.
+  vector ``theta``; products are summed over chunks of the data, so memory is one chunk's
+  (with one chunk the gradient graph is built once and reused by every product). The
+  objective is the mean or the sum of the per-row losses, whether ``loss_fn`` itself sums
+  or averages (``nn.CrossEntropyLoss()`` is not divided by ``n`` twice), and evaluating it
+  never changes the model: parameters by `torch.func.functional_call`, buffers copied
+  (train-mode BatchNorm uses batch statistics, its running statistics stay bit for bit),
+  train or eval mode for the call only (`evaluation_mode`).
 * `PerSampleHessian`: the per-sample Hessians ``H_i = nabla^2 l_i`` of a `ModelLoss`
   (batch axis: the samples), vectorised over samples by `torch.func.vmap`.
 * `FunctionHessian`: the Hessian of a scalar function of one flat vector.
-* `GDJacobian` (``I - eta H``), `DenseOperator` (a given tensor) and `MatvecOperator` (a
-  given ``v -> A v`` callable).
+* `GDJacobian` (``I - eta H``), `PreconditionedOperator` (``P^{-1/2} (H + c I) P^{-1/2}``, the
+  Hessian an adaptive optimizer sees), `DenseOperator` (a given tensor) and `MatvecOperator`
+  (a given ``v -> A v`` callable).
 
 `ParameterFlattener` is the one map between a module's parameters and a flat vector (names,
 shapes, flatten / unflatten, `torch.func.functional_call`).
@@ -44,6 +51,7 @@ whose gradient does not depend on the parameters (autodiff's ``|w|``) has the He
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -62,8 +70,13 @@ __all__ = [
     "GDJacobian",
     "DenseOperator",
     "MatvecOperator",
+    "PreconditionedOperator",
     "ParameterFlattener",
     "as_operator",
+    "evaluation_mode",
+    "resolve_mode",
+    "batch_dependent_modules",
+    "MODES",
     "mse_sum",
     "cross_entropy_sum",
 ]
@@ -137,6 +150,10 @@ class CurvatureOperator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+    def describe(self) -> dict:
+        """What the operator is the Hessian of (a model's objective: reduction, mode, ...); ``{}`` when nothing is known."""
+        return {}
 
     # -- products ------------------------------------------------------------------------
     def matmat(self, V: Tensor) -> Tensor:
@@ -309,6 +326,42 @@ class GDJacobian(CurvatureOperator):
         return eye - self._eta() * self.hessian.dense()
 
 
+class PreconditionedOperator(CurvatureOperator):
+    r"""``D (A + c I) D`` with ``D = diag(d)``, ``d > 0``: the preconditioned Hessian.
+
+    For ``d = P^{-1/2}`` (``P`` a positive diagonal preconditioner, e.g. Adam's
+    ``sqrt(v_hat) + eps``) this is ``P^{-1/2} (H + c I) P^{-1/2}``, symmetric and similar to
+    ``P^{-1} (H + c I)``: its eigenvalues are those of the preconditioned update's linearisation
+    (central flows; Cohen et al. 2022). ``c`` is an L2 term the optimizer adds to the gradient
+    (coupled weight decay). Unbatched ``A`` only.
+    """
+
+    def __init__(self, A: CurvatureOperator, d: Tensor, shift: float | Tensor = 0.0):
+        if A.batch_shape:
+            raise NdgmError(f"a preconditioned operator needs an unbatched operator, got batch shape {A.batch_shape}")
+        d = torch.as_tensor(d, dtype=A.dtype).detach().to(device=A.device).reshape(-1)  # a float stays exact
+        if d.shape != (A.dim,):
+            raise NdgmError(f"d must have shape ({A.dim},), got {tuple(d.shape)}")
+        if not bool(torch.isfinite(d).all()) or not bool((d > 0).all()):
+            raise NdgmError("d (the diagonal of P^-1/2) must be finite and > 0")
+        shift = torch.as_tensor(shift, dtype=A.dtype).detach().to(device=A.device)
+        if shift.ndim and shift.shape != (A.dim,):
+            raise NdgmError(f"shift must be a scalar or have shape ({A.dim},), got {tuple(shift.shape)}")
+        super().__init__(A.dim, (), A.dtype, A.device)
+        self.A, self.d = A, d
+        self.shift = shift if bool((shift != 0).any()) else None
+
+    def describe(self) -> dict:
+        return self.A.describe()
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        DV = self.d[:, None] * V
+        out = self.A.matmat(DV)
+        if self.shift is not None:
+            out = out + (self.shift[:, None] if self.shift.ndim else self.shift) * DV
+        return self.d[:, None] * out
+
+
 # -- batched problems ----------------------------------------------------------------------
 
 class ProblemHessian(CurvatureOperator):
@@ -333,6 +386,46 @@ class ProblemHessian(CurvatureOperator):
 
 
 # -- modules -------------------------------------------------------------------------------
+
+#: Modules evaluated with dropout off whatever the mode: the Hessian of a random loss is not a
+#: fixed operator, so Lanczos on it would be meaningless.
+DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+MODES = ("auto", "train", "eval")
+REDUCTIONS = ("mean", "sum")
+
+
+def resolve_mode(model: nn.Module, mode: str) -> str:
+    """``'train'`` or ``'eval'``: ``mode``, or the model's own flag for ``'auto'``."""
+    if mode not in MODES:
+        raise NdgmError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "auto":
+        return "train" if model.training else "eval"
+    return mode
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module, mode: str):
+    """Within the block every submodule is in ``mode`` (``'train'`` or ``'eval'``), dropout off;
+    afterwards each submodule has its own ``training`` flag back, exactly as before."""
+    saved = [(m, m.training) for m in model.modules()]
+    try:
+        for m in model.modules():
+            m.training = mode == "train" and not isinstance(m, DROPOUT_MODULES)
+        yield
+    finally:
+        for m, flag in saved:
+            m.training = flag
+
+
+def batch_dependent_modules(model: nn.Module, mode: str) -> list[str]:
+    """Names of submodules whose output on one row depends on the other rows of the batch in
+    ``mode``: BatchNorm layers that normalise with batch statistics (train mode, or no running
+    statistics kept)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return [f"{type(m).__name__} {name!r}" for name, m in model.named_modules()
+            if isinstance(m, _BatchNorm) and (mode == "train" or not m.track_running_stats)]
+
 
 class ParameterFlattener:
     """A module's trainable parameters (``requires_grad``, in ``named_parameters`` order) as one flat vector.
@@ -374,25 +467,87 @@ class ParameterFlattener:
             for k, p in self.unflatten(theta).items():
                 self.model.get_parameter(k).copy_(p)
 
-    def functional_call(self, theta: Tensor, *args, **kwargs):
-        """``model(*args, **kwargs)`` with the parameters taken from ``theta`` (the module is not written).
+    def functional_call(self, theta: Tensor, *args, mode: str | None = None, **kwargs):
+        """``model(*args, **kwargs)`` with the parameters taken from ``theta``; the module is not written.
 
-        Buffers are the module's own: a BatchNorm in train mode updates its running statistics.
+        Buffers are frozen: the call gets copies of them, so a BatchNorm in train mode
+        normalises with the batch's statistics and updates only the copies (its running
+        statistics and ``num_batches_tracked`` stay bit for bit). ``mode`` (``'train'`` or
+        ``'eval'``; None: the module's own flags) sets the training flags for the call only,
+        dropout off (`evaluation_mode`). Scaled dot-product attention runs on its math
+        backend, the one whose backward can itself be differentiated (the fused CPU and GPU
+        kernels have no double backward).
         """
         from torch.func import functional_call
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        return functional_call(self.model, self.unflatten(theta), args, kwargs)
+        state = {k: b.clone() for k, b in self.model.named_buffers()}
+        state.update(self.unflatten(theta))
+        with sdpa_kernel(SDPBackend.MATH):
+            if mode is None:
+                return functional_call(self.model, state, args, kwargs)
+            with evaluation_mode(self.model, mode):
+                return functional_call(self.model, state, args, kwargs)
+
+
+def _declared_loss_reduction(loss_fn) -> str | None:
+    """``'mean'``/``'sum'`` as a torch loss module declares it (``'batchmean'`` is a row mean),
+    None for a plain callable (it is probed)."""
+    r = getattr(loss_fn, "reduction", None) if isinstance(loss_fn, nn.Module) else None
+    if r is None:
+        return None
+    if r == "batchmean":
+        return "mean"
+    if r not in REDUCTIONS:
+        raise NdgmError(f"loss_fn has reduction={r!r}: it must reduce to a scalar ('mean' or 'sum')")
+    return r
 
 
 class ModelLoss:
     r"""A model, a loss and a dataset as a function of one flat parameter vector.
 
-    .. math:: L(\theta) = \frac{1}{s} \sum_{c} \ell\big(f_\theta(X_c), Y_c\big)
+    .. math:: L(\theta) = \frac{1}{s} \sum_{i=1}^{n} l_i(\theta), \qquad
+              l_i = \mathrm{loss\_fn}(f_\theta(x_i), y_i)
 
-    where ``X_c`` are consecutive chunks of at most ``chunk_size`` rows, ``loss_fn`` returns the
-    *sum* of the per-sample losses of the rows it is given, and ``s = n`` for
-    ``reduction='mean'`` (``s = 1`` for ``'sum'``). `ModelHessian` differentiates it chunk by
-    chunk; `PerSampleHessian` differentiates ``l_i = loss_fn(f(x_i), y_i)`` (a batch of one row).
+    with ``s = n`` for ``reduction='mean'`` and ``s = 1`` for ``'sum'``; ``reduction=None``
+    takes the objective exactly as written, ``loss_fn(f_theta(X), Y)`` on all ``n`` rows
+    (its reduction, detected, is the objective's). ``loss_fn`` may itself sum or average
+    over the rows it is given (``loss_reduction``): a torch loss module says which
+    (``reduction='mean'``, ``'sum'``; ``'batchmean'`` counts as a mean), a plain callable is
+    probed once (its value on rows repeated twice is twice its value for a sum, equal for a
+    mean). So ``ModelLoss(model, nn.CrossEntropyLoss(), X, y)`` is the mean cross-entropy,
+    chunked or not, and never that mean divided by ``n`` again.
+
+    The data are taken in consecutive chunks of at most ``chunk_size`` rows; chunk ``c``
+    contributes ``loss_fn(f(X_c), Y_c) * w_c`` with ``w_c = 1/s`` (summing loss) or
+    ``n_c / s`` (averaging loss). Chunking is exact for losses that are sums or means of
+    per-row terms; it is refused where it is not: BatchNorm normalising with batch
+    statistics (the statistics of a chunk are not those of the batch) and weighted or
+    ``ignore_index`` means of ``nn.CrossEntropyLoss`` / ``nn.NLLLoss``.
+
+    Evaluation never changes the model: parameters come from ``theta`` by
+    `torch.func.functional_call`, buffers are copied for each call (BatchNorm in train mode
+    uses batch statistics and updates only the copy), and the training flags are set for the
+    call only. ``mode='auto'`` follows ``model.training``; ``'train'`` (batch statistics) or
+    ``'eval'`` (running statistics) on request; dropout is always off (`evaluation_mode`).
+    Inputs and floating targets are moved to the parameters' device, floating inputs and
+    targets cast to their dtype.
+
+    Parameters
+    ----------
+    model : nn.Module
+    loss_fn : callable ``(outputs, targets) -> scalar``
+        A sum or a mean over the rows it is given.
+    X, Y : Tensor
+        Inputs and targets (rows are samples).
+    chunk_size : int or None
+        Rows per chunk (None: all rows at once).
+    reduction : {'mean', 'sum'} or None
+        The objective: mean or sum of the per-row losses ``l_i``; None: as ``loss_fn`` reduces.
+    loss_reduction : {'auto', 'mean', 'sum'}
+        How ``loss_fn`` reduces over its rows; ``'auto'`` reads a torch loss module's
+        ``reduction`` or probes a callable.
+    mode : {'auto', 'train', 'eval'}
 
     Attributes
     ----------
@@ -400,28 +555,133 @@ class ModelLoss:
     dim : int
     dtype, device
         Those of the parameters (of ``X`` when there are none).
+    reduction, loss_reduction : str
+        Resolved (``loss_reduction`` is ``'unknown'`` only for an objective taken as written on
+        one chunk whose reduction the probe could not tell; then ``reduction`` is ``'as written'``).
+    mode : str
+        ``'train'`` or ``'eval'``, resolved.
+    scale : float or None
+        ``s``: ``L = sum_i l_i / s`` (None when the reduction is unknown).
     n_hvp : int
         Full-data Hessian-vector products computed on this loss by its operators.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], X: Tensor, Y: Tensor,
-                 chunk_size: int = 4096, reduction: str = "mean"):
-        if reduction not in ("mean", "sum"):
-            raise NdgmError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+                 chunk_size: int | None = 4096, reduction: str | None = "mean", loss_reduction: str = "auto",
+                 mode: str = "auto"):
+        if reduction is not None and reduction not in REDUCTIONS:
+            raise NdgmError(f"reduction must be 'mean', 'sum' or None (as the loss reduces), got {reduction!r}")
+        if loss_reduction not in ("auto", *REDUCTIONS):
+            raise NdgmError(f"loss_reduction must be 'auto', 'mean' or 'sum', got {loss_reduction!r}")
         if X.shape[0] != Y.shape[0]:
             raise NdgmError(f"X and Y must have the same number of rows, got {X.shape[0]} and {Y.shape[0]}")
+        if X.shape[0] == 0:
+            raise NdgmError("X must have at least one row")
         self.model = model
         self.loss_fn = loss_fn
-        self.X, self.Y = X, Y
-        self.chunk_size = check_int("chunk_size", chunk_size)
-        self.reduction = reduction
-        self.scale = float(X.shape[0]) if reduction == "mean" else 1.0
         self.flattener = ParameterFlattener(model)
         self.dim = self.flattener.dim
         self.dtype = self.flattener.dtype or X.dtype
         self.device = self.flattener.device or X.device
+        self.X = X.to(device=self.device, dtype=self.dtype if X.is_floating_point() else X.dtype)
+        self.Y = Y.to(device=self.device, dtype=self.dtype if Y.is_floating_point() else Y.dtype)
+        n = self.X.shape[0]
+        self.chunk_size = n if chunk_size is None else check_int("chunk_size", chunk_size)
+        self.n_chunks = -(-n // self.chunk_size)
+        self.mode = resolve_mode(model, mode)
+        if self.n_chunks > 1:
+            dependent = batch_dependent_modules(model, self.mode)
+            if dependent:
+                raise NdgmError(
+                    f"chunk_size = {self.chunk_size} < n = {n} with {dependent[0]} normalising by batch statistics "
+                    f"(mode {self.mode!r}): each chunk would use its own statistics, which is not the objective on "
+                    "all rows; use chunk_size=None (all rows) or mode='eval'")
+        self.loss_reduction = self._resolve_loss_reduction(loss_reduction, needed=self.n_chunks > 1
+                                                           or reduction is not None)
+        if reduction is None:
+            self.reduction = self.loss_reduction if self.loss_reduction in REDUCTIONS else "as written"
+        else:
+            self.reduction = reduction
+        if self.n_chunks > 1 and self.loss_reduction == "mean":
+            self._check_row_mean(loss_fn)
+        self.scale = {"mean": float(n), "sum": 1.0}.get(self.reduction)
         self.n_hvp = 0
 
+    # -- the objective's reduction --------------------------------------------------------
+    def _resolve_loss_reduction(self, declared: str, needed: bool) -> str:
+        if declared in REDUCTIONS:
+            return declared
+        found = _declared_loss_reduction(self.loss_fn)
+        if found is not None:
+            return found
+        try:
+            return self._probe_loss_reduction()
+        except NdgmError:
+            if needed:
+                raise
+            return "unknown"
+
+    def _probe_loss_reduction(self) -> str:
+        """Sum or mean, from ``loss_fn`` on ``m`` rows and on the same rows twice (ratio 2 or 1).
+
+        The outputs of the first ``m`` rows are perturbed by a seeded random amount first, so
+        that a loss that is 0 at the current point (an interpolating minimum) still tells. The
+        forward is also run twice on the same rows: a model whose forward is random (dropout
+        outside ``nn.Dropout`` modules) is refused here.
+        """
+        m = min(self.X.shape[0], self.chunk_size, 8)
+        Xm, Ym = self.X[:m], self.Y[:m]
+        with torch.no_grad():
+            if self.dim:
+                theta = self.flattener.flatten()
+                out, out2 = (self.flattener.functional_call(theta, Xm, mode=self.mode) for _ in range(2))
+            else:
+                out, out2 = self.model(Xm), self.model(Xm)
+            rtol = 1e-6 if self.dtype == torch.float64 else 1e-3  # sum and mean differ by 2x, dropout by O(1)
+            if isinstance(out, Tensor) and out.is_floating_point():
+                if not torch.allclose(out, out2, rtol=rtol, atol=rtol * float(out.abs().max())):
+                    raise NdgmError("the model's forward pass is random (two passes on the same rows differ): "
+                                    "curvature needs a fixed loss (dropout outside nn.Dropout modules?)")
+                g = torch.Generator().manual_seed(0)
+                noise = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype=out.dtype, device=out.device)
+                out = out + noise * max(1.0, float(out.abs().mean()))
+                twice = self.loss_fn(torch.cat([out, out]), torch.cat([Ym, Ym]))
+            else:
+                twice = None
+            once = self.loss_fn(out, Ym)
+        if once.numel() != 1:
+            raise NdgmError(f"loss_fn must return a scalar, got shape {tuple(once.shape)}")
+        once = float(once)
+        twice = float(twice) if twice is not None else math.nan
+        if not (math.isfinite(once) and math.isfinite(twice)) or once == 0:
+            raise NdgmError("cannot tell whether loss_fn sums or averages over rows: pass loss_reduction='sum' or "
+                            "'mean'")
+        ratio = twice / once
+        if abs(ratio - 2) <= 2 * rtol:
+            return "sum"
+        if abs(ratio - 1) <= rtol:
+            return "mean"
+        raise NdgmError(f"loss_fn is neither a sum nor a mean over rows (the same rows twice give {ratio:.6g} x its "
+                        "value): pass loss_reduction='sum' or 'mean', or use chunk_size=None and reduction=None")
+
+    def _check_row_mean(self, loss_fn) -> None:
+        """A weighted (or ``ignore_index``) mean of a torch classification loss is not a mean of rows."""
+        if not isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+            return
+        weighted = loss_fn.weight is not None
+        ignored = not self.Y.is_floating_point() and bool((self.Y == loss_fn.ignore_index).any())
+        if weighted or ignored:
+            why = "class weights" if weighted else f"targets equal to ignore_index={loss_fn.ignore_index}"
+            raise NdgmError(f"{type(loss_fn).__name__} with {why} averages with per-row weights, so chunks of rows "
+                            "do not combine into its mean: use chunk_size=None (all rows)")
+
+    def describe(self) -> dict:
+        """The objective in words: reduction, the loss's reduction, mode, rows, chunks, dtype, device."""
+        return {"reduction": self.reduction, "loss_reduction": self.loss_reduction, "mode": self.mode,
+                "n": int(self.X.shape[0]), "chunks": self.n_chunks, "dtype": str(self.dtype).replace("torch.", ""),
+                "device": str(self.device)}
+
+    # -- evaluation ----------------------------------------------------------------------
     def params_vector(self) -> Tensor:
         """The module's current parameters as one flat (detached) vector."""
         return self.flattener.flatten()
@@ -430,9 +690,18 @@ class ModelLoss:
         for start in range(0, self.X.shape[0], self.chunk_size):
             yield self.X[start:start + self.chunk_size], self.Y[start:start + self.chunk_size]
 
+    def chunk_weight(self, rows: int) -> float:
+        """``w_c`` of a chunk of ``rows`` rows (1 for an objective taken as written on one chunk)."""
+        if self.reduction == "as written":
+            return 1.0
+        return (1.0 if self.loss_reduction == "sum" else float(rows)) / self.scale
+
     def chunk_loss(self, theta: Tensor, Xc: Tensor, Yc: Tensor) -> Tensor:
-        """One chunk's term ``loss_fn(f_theta(Xc), Yc) / s``."""
-        return self.loss_fn(self.flattener.functional_call(theta, Xc), Yc) / self.scale
+        """One chunk's term ``loss_fn(f_theta(Xc), Yc) * w_c``."""
+        out = self.flattener.functional_call(theta, Xc, mode=self.mode)
+        loss = self.loss_fn(out, Yc)
+        w = self.chunk_weight(Xc.shape[0])
+        return loss if w == 1.0 else loss * w
 
     def hessian(self, theta: Tensor | None = None) -> ModelHessian:
         """The Hessian operator at ``theta`` (the module's parameters when None)."""
@@ -447,24 +716,55 @@ class ModelLoss:
             return self.params_vector()
         if theta.shape != (self.dim,):
             raise NdgmError(f"theta must have shape ({self.dim},), got {tuple(theta.shape)}")
-        return theta.detach().clone()
+        return theta.detach().to(dtype=self.dtype, device=self.device).clone()
 
 
 class ModelHessian(CurvatureOperator):
     r"""``H(theta)`` of a `ModelLoss`: ``H v = sum_c d/dtheta [grad L_c(theta) . v]`` (reverse over reverse).
 
-    Each block of vectors costs one forward and backward pass per chunk, plus one backward per
-    vector; memory is that of one chunk. ``theta`` is copied when the operator is made.
+    With one chunk the gradient and its graph are built once, at the first product, and kept
+    (``cache_graph``, default: when there is one chunk): every later product is one backward
+    pass through that graph, as PyHessian does. With several chunks each block of vectors
+    costs one forward and backward pass per chunk plus one backward per vector, and memory
+    is that of one chunk. ``theta`` is copied when the operator is made.
     """
 
-    def __init__(self, loss: ModelLoss, theta: Tensor | None = None):
+    def __init__(self, loss: ModelLoss, theta: Tensor | None = None, cache_graph: bool | None = None):
         super().__init__(loss.dim, (), loss.dtype, loss.device)
         self.loss = loss
         self.theta = loss._point(theta)
+        self.cache_graph = loss.n_chunks == 1 if cache_graph is None else bool(cache_graph)
+        self._graph: tuple[Tensor, Tensor] | None = None
+
+    def describe(self) -> dict:
+        return self.loss.describe()
+
+    def clear_cache(self) -> None:
+        """Drop the kept gradient graph (it is rebuilt at the next product)."""
+        self._graph = None
+
+    def _gradient_graph(self, Xc: Tensor, Yc: Tensor) -> tuple[Tensor, Tensor]:
+        t = self.theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.loss.chunk_loss(t, Xc, Yc), t, create_graph=True)
+        return t, g
 
     def _matmat(self, V: Tensor) -> Tensor:
-        t = self.theta.detach().requires_grad_(True)
         cols = _columns(V)
+        if self.cache_graph:
+            if self._graph is None:
+                self._graph = self._gradient_graph(self.loss.X, self.loss.Y) if self.loss.n_chunks == 1 else None
+            if self._graph is not None:
+                t, g = self._graph
+                if not g.requires_grad:
+                    out = torch.zeros_like(V)
+                else:
+                    out = torch.stack([_zero_if_none(torch.autograd.grad(g, t, grad_outputs=v, retain_graph=True,
+                                                                         allow_unused=True)[0], t)
+                                       for v in cols], -1).detach()
+                self.loss.n_hvp += len(cols)
+                return out
+        t = self.theta.detach().requires_grad_(True)
         outs = [torch.zeros_like(t) for _ in cols]
         with torch.enable_grad():
             for Xc, Yc in self.loss.chunks():
@@ -473,6 +773,10 @@ class ModelHessian(CurvatureOperator):
                         out += hv
         self.loss.n_hvp += len(cols)
         return torch.stack(outs, -1).detach()
+
+
+def _zero_if_none(h: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if h is None else h
 
 
 class PerSampleHessian(CurvatureOperator):
@@ -486,17 +790,24 @@ class PerSampleHessian(CurvatureOperator):
     """
 
     def __init__(self, loss: ModelLoss, theta: Tensor | None = None):
+        dependent = batch_dependent_modules(loss.model, loss.mode)
+        if dependent:
+            raise NdgmError(f"per-sample Hessians need each row on its own, but {dependent[0]} normalises by batch "
+                            f"statistics in mode {loss.mode!r}: use mode='eval'")
         super().__init__(loss.dim, (loss.X.shape[0],), loss.dtype, loss.device)
         self.loss = loss
         self.theta = loss._point(theta)
 
+    def describe(self) -> dict:
+        return {**self.loss.describe(), "per_sample": True}
+
     def _matmat(self, V: Tensor) -> Tensor:
         from torch.func import grad, vmap
 
-        flat, loss_fn, theta = self.loss.flattener, self.loss.loss_fn, self.theta
+        flat, loss_fn, theta, mode = self.loss.flattener, self.loss.loss_fn, self.theta, self.loss.mode
 
         def sample_loss(th, x, y):
-            return loss_fn(flat.functional_call(th, x[None]), y[None])
+            return loss_fn(flat.functional_call(th, x[None], mode=mode), y[None])
 
         def one(x, y, v):
             return grad(lambda th: torch.dot(grad(sample_loss)(th, x, y), v))(theta)

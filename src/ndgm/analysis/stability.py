@@ -312,7 +312,9 @@ class WuMaE:
     ``sharpness = lambda_max(H)``, ``nonuniformity = sqrt(lambda_max(mean_i H_i^2 - H^2))``;
     ``gd_stable``: ``a <= 2 / eta``; ``sgd_top``: top eigenvalue of
     ``(I - eta H)^2 + eta^2 (n - B) / (B (n - 1)) Sigma`` and ``sgd_stable``: ``sgd_top <= 1``;
-    ``sgd_1d``: the 1-D form ``(1 - eta a)^2 + eta^2 (n-B)/(B(n-1)) s^2``.
+    ``sgd_1d``: the 1-D form ``(1 - eta a)^2 + eta^2 (n-B)/(B(n-1)) s^2``; ``n_hvp``: the
+    Hessian-vector products used, each one product with every sample's ``H_i`` (one
+    `ndgm.analysis.hessian.PerSampleHessian` product, the cost of one full-batch HVP).
     """
 
     sharpness: float
@@ -321,26 +323,29 @@ class WuMaE:
     sgd_top: float
     sgd_stable: bool
     sgd_1d: float
+    n_hvp: int = 0
 
 
 def wu_ma_e(model: torch.nn.Module, X: Tensor, Y: Tensor, eta: float, batch_size: int,
-            loss_fn=None, tol: float = 1e-10) -> WuMaE:
-    """Sharpness and non-uniformity by Lanczos (`scipy.sparse.linalg.eigsh`) on per-sample HVPs.
+            loss_fn=None, tol: float = 1e-10, mode: str = "auto") -> WuMaE:
+    """Sharpness and non-uniformity by Lanczos (`ndgm.analysis.curvature.lanczos`) on per-sample HVPs.
 
     ``H_i = nabla^2 l_i``, ``l_i = loss_fn(model(x_i), y_i)`` (default `mse_sum`:
-    ``1/2 ||f - y||^2``), are the blocks of a `ndgm.analysis.hessian.PerSampleHessian`.
+    ``1/2 ||f - y||^2``), are the blocks of a `ndgm.analysis.hessian.PerSampleHessian`
+    (the model is evaluated in ``mode`` without being changed; BatchNorm needs ``'eval'``).
     All three operators (``H = mean_i H_i``, ``Sigma = mean_i H_i^2 - H^2`` and the SGD
     second-moment operator) are symmetric and applied matrix-free;
-    ``Sigma v = mean_i H_i (H_i v) - H (H v)``.
+    ``Sigma v = mean_i H_i (H_i v) - H (H v)``. Each top eigenvalue is converged to a
+    residual of ``tol`` relative to the operator's norm.
     """
-    from scipy.sparse.linalg import eigsh
+    from .curvature import lanczos
 
     eta = check_positive("eta", eta)
     n = X.shape[0]
     if not (1 <= int(batch_size) <= n):
         raise NdgmError(f"batch_size must be in [1, n={n}], got {batch_size!r}")
     B = int(batch_size)
-    Hs = ModelLoss(model, loss_fn or mse_sum, X, Y).per_sample_hessian()
+    Hs = ModelLoss(model, loss_fn or mse_sum, X, Y, mode=mode).per_sample_hessian()
     d = Hs.dim
 
     def H(v):
@@ -364,14 +369,11 @@ def wu_ma_e(model: torch.nn.Module, X: Tensor, Y: Tensor, eta: float, batch_size
 
     def top(fn) -> float:
         op = MatvecOperator(fn, d, Hs.dtype, Hs.device)
-        if d <= 2:  # ARPACK needs k < d; a dense 2x2 is as exact
-            M = op.dense()
-            return float(torch.linalg.eigvalsh(0.5 * (M + M.T))[-1])
-        return float(eigsh(op.to_scipy(), k=1, which="LA", tol=tol, return_eigenvectors=False)[0])
+        return float(lanczos(op, k=1, tol=tol, max_iter=d).eigenvalues[0])
 
     a = top(H)
     s2 = top(Sigma)
     s = math.sqrt(max(s2, 0.0))
     sgd_top = top(second_moment)
     return WuMaE(a, s, bool(a <= 2 / eta), sgd_top, bool(sgd_top <= 1 + 1e-12),
-                 (1 - eta * a) ** 2 + gamma * s * s)
+                 (1 - eta * a) ** 2 + gamma * s * s, Hs.n_products)

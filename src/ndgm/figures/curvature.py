@@ -9,7 +9,7 @@ import numpy as np
 from . import figure
 from .common import plt, save
 
-__all__ = ["plot_eos_huber", "plot_rates", "plot_sharpness"]
+__all__ = ["plot_eos_huber", "plot_rates", "plot_sharpness", "plot_tracker", "draw_sharpness_history"]
 
 
 def _pick(n: int, m: int = 4) -> list[int]:
@@ -104,25 +104,79 @@ def plot_rates(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     return save(fig, path)
 
 
+def draw_sharpness_history(ax, steps, eigs, thresholds, *, label: str = "lambda", threshold_label: str = "2/eta",
+                           colour: str = "tab:blue") -> None:
+    """Tracked eigenvalues (columns of ``eigs``) against step, with the threshold as a step curve."""
+    eigs = np.asarray(eigs).reshape(len(steps), -1)
+    for j in range(eigs.shape[1]):
+        ax.plot(steps, eigs[:, j], "o-", ms=3, lw=1.2, alpha=1.0 if j == 0 else 0.6,
+                color=colour if j == 0 else None, label=f"{label}_{j + 1}")
+    thresholds = np.asarray(thresholds, dtype=float)
+    if thresholds.size and np.allclose(thresholds, thresholds[0]):
+        ax.axhline(thresholds[0], color="k", ls="--", lw=1, label=f"{threshold_label} = {thresholds[0]:.4g}")
+    elif thresholds.size:
+        ax.step(steps, thresholds, "k--", where="post", lw=1, label=threshold_label)
+
+
+def plot_tracker(arrays: dict, path: Path) -> Path:
+    """A `SharpnessTracker`'s records: sharpness against ``2/eta`` (and, when recorded, the
+    preconditioned sharpness against the optimizer's threshold) over training."""
+    steps = arrays["sharpness_steps"]
+    pre = "precond_eigs" in arrays
+    fig, axes = plt.subplots(1, 2 if pre else 1, figsize=(12 if pre else 6.5, 4.5), squeeze=False)
+    ax = axes[0, 0]
+    draw_sharpness_history(ax, steps, arrays["sharpness_eigs"], arrays["sharpness_thresholds"])
+    if "sharpness_bottom" in arrays:
+        ax.plot(steps, arrays["sharpness_bottom"][:, 0], "v-", ms=3, color="tab:red", label="lambda_min")
+    ax.set(title=f"Hessian sharpness ({int(arrays['sharpness_hvps'].sum())} HVPs in all)", xlabel="step",
+           ylabel="eigenvalue")
+    ax.legend(fontsize=8)
+    if pre:
+        ax = axes[0, 1]
+        draw_sharpness_history(ax, steps, arrays["precond_eigs"], arrays["precond_thresholds"],
+                               label="lambda(P^-1 H)", threshold_label="optimizer threshold", colour="tab:purple")
+        ax.set(title="Preconditioned sharpness", xlabel="step", ylabel="eigenvalue")
+        ax.legend(fontsize=8)
+    return save(fig, path)
+
+
 @figure("sharpness.png")
 def plot_sharpness(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
-    """Training loss and tracked top Hessian eigenvalues against step, with the 2/eta line."""
+    """Training loss and tracked top Hessian eigenvalues against step with the 2/eta line; the
+    top spectrum at the end; Adam's preconditioned sharpness against 2/eta (1+beta1)/(1-beta1);
+    ReLU kinks hit."""
     loss = arrays["loss"]
     steps, eigs = arrays["sharpness_steps"], arrays["sharpness_eigs"]
-    fig, axes = plt.subplots(1, 3 if "kinks_float32" in arrays else 2, figsize=(15, 4.5))
-    ax = axes[0]
-    ax.semilogy(np.arange(loss.size), loss, color="tab:blue")
+    panels = ["loss", "sharpness"] + (["adam"] if "adam_precond" in arrays else []) \
+        + (["kinks"] if "kinks_float32" in arrays else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
+    axes = dict(zip(panels, axes[0]))
+    ax = axes["loss"]
+    ax.semilogy(np.arange(loss.size), loss, color="tab:blue", label="GD")
+    if "adam_loss" in arrays:
+        ax.semilogy(np.arange(arrays["adam_loss"].size), arrays["adam_loss"], color="tab:purple", label="Adam")
     ax.set(title=f"Training loss ({summary['activation']} MLP, {summary['dim']} parameters)",
-           xlabel="GD step", ylabel="loss")
-    ax = axes[1]
-    for j in range(eigs.shape[1]):
-        ax.plot(steps, eigs[:, j], "o-", ms=3, label=f"lambda_{j + 1} (Lanczos)")
-    ax.axhline(summary["threshold_2_over_eta"], color="k", ls="--", label=f"2/eta = {summary['threshold_2_over_eta']:.3g}")
-    ax.set(title=f"Top Hessian eigenvalues ({int(arrays['sharpness_hvps'].sum())} HVPs in all)",
+           xlabel="step", ylabel="loss")
+    ax.legend(fontsize=8)
+    ax = axes["sharpness"]
+    thr = summary["threshold_2_over_eta"]
+    draw_sharpness_history(ax, steps, eigs, np.full(len(steps), thr), label="lambda")
+    if "top_eigenvalues" in arrays:
+        top = arrays["top_eigenvalues"]
+        ax.plot(np.full(top.size, steps[-1]), top, "k_", ms=14, mew=2,
+                label=f"top-{top.size} at the end: " + ", ".join(f"{v:.4g}" for v in top))
+    ax.set(title=f"GD: top Hessian eigenvalues ({int(arrays['sharpness_hvps'].sum())} HVPs in all)",
            xlabel="GD step", ylabel="eigenvalue")
     ax.legend(fontsize=8)
-    if "kinks_float32" in arrays:
-        ax = axes[2]
+    if "adam" in axes:
+        ax = axes["adam"]
+        draw_sharpness_history(ax, arrays["adam_steps"], arrays["adam_precond"], arrays["adam_thresholds"],
+                               label="lambda(P^-1 H)", threshold_label="2/eta (1+b1)/(1-b1)", colour="tab:purple")
+        ax.set(title=f"Adam (eta = {summary['adam_lr']:g}): preconditioned sharpness", xlabel="Adam step",
+               ylabel="eigenvalue")
+        ax.legend(fontsize=8)
+    if "kinks" in axes:
+        ax = axes["kinks"]
         for name, c in (("float32", "tab:orange"), ("float64", "tab:green")):
             k = arrays[f"kinks_{name}"]
             ax.plot(np.arange(k.size), k, color=c, label=f"{name}: {int(k.sum())} in all")
