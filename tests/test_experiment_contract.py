@@ -131,7 +131,7 @@ def test_claims_recompute_from_the_stored_summary(name, stored):
 
 # Experiments whose rows still go through the transitional legacy_claim (no rule); their issue-12
 # helpers remove them from this set as they convert the rows.
-LEGACY_ROWS = {"activations", "l1-deep", "sharpness"}
+LEGACY_ROWS = {"activations", "l1-deep"}
 
 
 @pytest.mark.parametrize("name", NAMES)
