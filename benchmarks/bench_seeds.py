@@ -23,6 +23,7 @@ import torch
 from ndgm.data.images import load_images
 from ndgm.nets.mlp import ImageMLP
 from ndgm.nets.vgg import SmallVGG
+from ndgm.experiments.l1_deep import MLP_HIDDEN
 from ndgm.training import ModelStack, seeded, train, train_stack
 
 
@@ -45,7 +46,7 @@ def main() -> None:
         data = load_images(None, "half").subset(args.train_size, args.val_size).subsample(4)
 
         def build():
-            return ImageMLP(data.image_shape, (256, 256, 256), 10, pool=1)
+            return ImageMLP(data.image_shape, MLP_HIDDEN, 10, pool=1)
     else:
         data = load_images(None, "cifar").subset(args.train_size, args.val_size)
 

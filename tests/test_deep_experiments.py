@@ -373,3 +373,37 @@ def test_l1_deep_fresh_versus_carried_optimizer_state(tmp_path):
     loop = exp.run(l1_config(tmp_path, prox_optimizers="none", learning_lams="none", epochs=2,
                              stack_seeds=False)).arrays["l1"][0]
     assert np.allclose(loop[:, :2], l1[:, :2], rtol=1e-4) and np.allclose(loop[1, 2], l1[1, 2], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_activations_resume_after_interruption_gives_the_uninterrupted_result(tmp_path, monkeypatch):
+    import ndgm.training as training
+
+    exp = Activations()
+    cfg = exp.config(depths="vgg11", activations="relu,gelu", batch_norm="both", epochs=2, train_size=32,
+                     val_size=16, batch_size=16, n_seeds=2, workers=1, checkpoint_dir=str(tmp_path / "ck"))
+    whole = exp.run(cfg).arrays
+    real, calls = training.train_stack, []
+
+    def interrupted(*args, **kw):  # the third arm stops in its second epoch
+        calls.append(kw["desc"])
+        if len(calls) == 3:
+            kw["on_batch"] = lambda e, b: (_ for _ in ()).throw(KeyboardInterrupt) if e == 1 else None
+        return real(*args, **kw)
+
+    monkeypatch.setattr(training, "train_stack", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exp.run(cfg)
+    assert len(list((tmp_path / "ck").glob("*/*.pt"))) == 3  # two finished arms, one after epoch 1
+    steps = []
+
+    def counting(*args, **kw):
+        steps.append(0)
+        kw["on_batch"] = lambda e, b: steps.__setitem__(-1, steps[-1] + 1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(training, "train_stack", counting)
+    resumed = exp.run(cfg | {"resume": True}).arrays
+    assert steps == [0, 0, 2, 4]  # finished arms are not retrained; the third redoes its second epoch only
+    for k in whole:
+        assert np.array_equal(whole[k], resumed[k]), k
