@@ -504,3 +504,31 @@ def test_l1_deep_small_fixed_seed_run_rows(tmp_path):
             ('not run', None, None),
     }
     assert_rows(res.claims, expected)
+
+
+@pytest.mark.slow
+def test_activations_small_fixed_seed_run_rows(tmp_path):
+    """Three paired seeds, VGG11 and VGG13, 3 epochs of 2 batches on 64 digits: every row's
+    verdict, n and paired-bootstrap interval (the per-depth rows and the depth trend without
+    BN, the BN equivalence rows within +-0.05 nats) as this fixed-seed run gives them."""
+    exp = Activations()
+    res = exp.run(exp.config(depths="vgg11,vgg13", activations="relu,gelu", batch_norm="both", epochs=3,
+                             train_size=64, val_size=32, batch_size=32, n_seeds=3, workers=1,
+                             checkpoint_dir=str(tmp_path / "ck")))
+    expected = {
+        'without BN, GELU converges faster than ReLU (vgg11)':
+            ('inconclusive', 3, [-0.0003226, 0.0001032]),
+        'without BN, GELU converges faster than ReLU (vgg13)':
+            ('reproduced', 3, [0.0007082, 0.001153]),
+        "without BN, GELU's lead grows with depth (vgg11 -> vgg13)":
+            ('reproduced', 3, [0.000605, 0.001475]),
+        'with BN the ReLU-GELU difference disappears (vgg11)':
+            ('inconclusive', 3, [0.03791, 0.06858]),
+        'with BN the ReLU-GELU difference disappears (vgg13)':
+            ('inconclusive', 3, [0.0272, 0.06676]),
+    }
+    assert_rows(res.claims, expected)
+    # the rows stand alone: each reads its own (BN, depth) areas, the trend row the per-seed differences
+    area = res.summary["area"]
+    trend = next(c for c in res.claims if "grows with depth" in c.claim)
+    assert trend.values == pytest.approx([a - b for a, b in zip(area["nobn/vgg13"], area["nobn/vgg11"])])
