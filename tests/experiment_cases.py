@@ -10,10 +10,10 @@ exit code 2 and one line containing the needle.
 
 TINY = {
     "capture": dict(iterations=50, n=40, d=6, quad_iterations=30),
-    "activations": dict(depths="vgg11", activations="relu,gelu", batch_norm="off", epochs=1, train_size=16,
-                        val_size=8, batch_size=16, threads=1),
-    "l1-deep": dict(optimizers="sgd", prox_optimizers="prox-sgd", lams="2,0.002", n_seeds=1, epochs=1,
-                    train_size=16, val_size=8, batch_size=16, threads=1),
+    "activations": dict(depths="vgg11", activations="relu,gelu", batch_norm="both", epochs=1, train_size=16,
+                        val_size=8, batch_size=16, n_seeds=2, workers=1, threads=1),
+    "l1-deep": dict(arch="mlp", optimizers="sgd,adam", prox_optimizers="prox-sgd", n_seeds=2, epochs=1,
+                    train_size=16, val_size=8, batch_size=16, workers=1, threads=1),
     "gdmap-1d": dict(starts=50, iterations=50, probe_samples=500, saddle_starts=20),
     "nonsingularity": dict(archs="mlp", activations="relu,gelu", n_train=16, side=2, points=2, eta_grid=4,
                            random_etas=4, sgd_batches=1, batch_size=4, steps=2, ball_points=2, path_points=3,
@@ -51,7 +51,9 @@ BAD = {
         (["--activations", "relu,swish"], "--activations: unknown activation 'swish'"),
         (["--batch-norm", "maybe"], "--batch-norm must be one of off, on, both"),
         (["--data-dir", "/no/such/dir"], "expected the CIFAR-10 python folder"),
-        (["--target-fraction", "1.5"], "--target-fraction must lie in (0, 1), got 1.5"),
+        (["--n-seeds", "1"], "--n-seeds must be"),
+        (["--equivalence-margin", "0"], "--equivalence-margin must be a finite number > 0"),
+        (["--workers", "-1"], "--workers must be"),
     ],
     "l1-deep": [
         (["--lams", "2,abc"], "--lams must be a comma-separated list of numbers, got '2,abc'"),
@@ -61,6 +63,10 @@ BAD = {
         (["--prox-optimizers", "prox-rda"], "--prox-optimizers: unknown 'prox-rda'; choose from prox-sgd, prox-adam or none"),
         (["--weights", "/no/such/file.pt"], "--weights '/no/such/file.pt': no such file"),
         (["--resume", "perhaps"], "--resume must be true or false"),
+        (["--lams", "0.002,2"], "--lams must be two L1 weights, the larger first"),
+        (["--learning-lams", "1e-3"], "--learning-lams must be two L1 weights, the larger first"),
+        (["--protocol", "leaky"], "--protocol must be one of fresh, paper, both"),
+        (["--arch", "resnet"], "--arch must be one of vgg11, vgg13, vgg16, vgg19, mlp"),
     ],
     "gdmap-1d": [
         (["--eta-singular", "0"], "--eta-singular must be a finite number > 0"),

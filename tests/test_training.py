@@ -11,7 +11,7 @@ from ndgm.errors import NdgmError
 from ndgm.experiments.activations import epochs_to_target
 from ndgm.nets.vgg import SmallVGG
 from ndgm.analysis.sparsity import exact_zero_fraction, small_fraction
-from ndgm.training import l1_norm, make_optimizer, seeded, train
+from ndgm.training import ModelStack, l1_norm, make_optimizer, seeded, train, train_stack
 
 
 # Small convolutions on a shared 2-core machine: extra OpenMP threads only spin (10x slower).
@@ -255,3 +255,91 @@ def test_epochs_to_target():
     assert epochs_to_target(np.array([2.0, 1.5, 1.0]), 2.5) == 1.0
     assert epochs_to_target(np.array([2.0, 1.5, 1.0]), 0.5) == 4.0
     assert epochs_to_target(np.array([2.0, 1.0, 1.2, 0.5]), 1.0) == 2.0
+
+
+# ---------------------------------------------------------------- seeds as a batch dimension
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_a_stack_trains_each_model_as_its_own_run(bn):
+    """K seeds in one stack = K runs of `train`, to rounding (float64), BatchNorm's statistics included."""
+    data = tiny_data(40, 16)
+    seeds, lams = [3, 4, 5], [0.0, 1e-3, 0.0]
+
+    def build(s):
+        return seeded(s, lambda: SmallVGG("vgg11", "gelu", bn)).double()
+
+    stack = ModelStack([build(s) for s in seeds])
+    hists = train_stack(stack, data, torch.optim.Adam(stack.parameters(), 1e-3), epochs=2, batch_size=16, seeds=seeds,
+                        l1=lams, dtype=torch.float64)
+    models = stack.write_back()
+    for k, s in enumerate(seeds):
+        m = build(s)
+        h = train(m, data, torch.optim.Adam(m.parameters(), 1e-3), epochs=2, batch_size=16, seed=s, l1=lams[k],
+                  dtype=torch.float64)
+        for key in ("train_loss", "train_ce", "val_loss", "val_acc", "l1"):
+            assert getattr(hists[k], key) == pytest.approx(getattr(h, key), rel=1e-9, abs=1e-12), key
+        for (name, a), b in zip(models[k].state_dict().items(), m.state_dict().values()):
+            assert torch.allclose(a.double(), b.double(), rtol=1e-7, atol=1e-9), name
+    assert hists[0].l1 != hists[1].l1  # another seed, another run
+
+
+def test_a_stack_refuses_dropout_mixed_architectures_and_mismatched_seeds():
+    with pytest.raises(NdgmError, match="Dropout"):
+        ModelStack([small_model(0), small_model(1)])
+    with pytest.raises(NdgmError, match="share one architecture"):
+        ModelStack([SmallVGG("vgg11"), SmallVGG("vgg13")])
+    stack = ModelStack([SmallVGG("vgg11"), SmallVGG("vgg11")])
+    opt = torch.optim.SGD(stack.parameters(), 0.1)
+    with pytest.raises(NdgmError, match="one seed per model: 2 models, 1 seeds"):
+        train_stack(stack, tiny_data(8, 4), opt, epochs=1, batch_size=4, seeds=[0])
+    prox = make_optimizer("prox-sgd", stack.parameters(), 0.1, l1=0.5)
+    with pytest.raises(NdgmError, match="one l1 for all its models"):
+        train_stack(stack, tiny_data(8, 4), prox, epochs=1, batch_size=4, seeds=[0, 1], l1=[0.5, 0.1])
+
+
+def test_stack_resume_after_interruption_equals_uninterrupted(tmp_path):
+    data = tiny_data(32, 8)
+    seeds = [1, 2]
+    kw = dict(epochs=3, batch_size=16, seeds=seeds, l1=1e-3)
+
+    def fresh():
+        stack = ModelStack([seeded(s, lambda: SmallVGG("vgg11", "relu", True)) for s in seeds])
+        return stack, torch.optim.Adam(stack.parameters(), 1e-3)
+
+    stack, opt = fresh()
+    full = train_stack(stack, data, opt, checkpoint=tmp_path / "a.pt", **kw)
+    full_state = stack.state_dict()
+
+    def stop(epoch, batch):
+        if epoch == 1 and batch == 1:
+            raise Interrupt
+
+    stack, opt = fresh()
+    with pytest.raises(Interrupt):
+        train_stack(stack, data, opt, checkpoint=tmp_path / "b.pt", on_batch=stop, **kw)
+    stack, opt = fresh()
+    resumed = train_stack(stack, data, opt, checkpoint=tmp_path / "b.pt", resume=True, **kw)
+    assert [h.train_loss for h in resumed] == [h.train_loss for h in full]
+    assert all(torch.equal(full_state["params"][k], v) for k, v in stack.state_dict()["params"].items())
+    assert all(torch.equal(full_state["buffers"][k], v) for k, v in stack.state_dict()["buffers"].items())
+    with pytest.raises(NdgmError, match="different run.*seeds"):
+        train_stack(stack, data, opt, checkpoint=tmp_path / "b.pt", resume=True, **(kw | {"seeds": [1, 3]}))
+
+
+def test_image_mlp_on_subsampled_digits_sees_the_8x8_pixels():
+    from ndgm.nets.mlp import ImageMLP
+
+    d = load_digits_images()
+    small = d.subsample(4)
+    assert small.image_shape == (3, 8, 8) and torch.equal(small.train_x, d.train_x[:, :, ::4, ::4])
+    from sklearn.datasets import load_digits
+
+    assert {tuple(small.train_x[0, 0].flatten().tolist())} <= {tuple(im.astype(int).ravel()) for im in
+                                                                load_digits().images}
+    m = ImageMLP(small.image_shape, (32, 16), 10, pool=1)
+    assert [type(x).__name__ for x in m] == ["Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert m[1].in_features == 192 and m(small.batch(slice(0, 5))[0]).shape == (5, 10)
+    assert ImageMLP((3, 32, 32), (8,), 10, pool=4)[2].in_features == 192
+    with pytest.raises(NdgmError, match="pool 3 must divide"):
+        ImageMLP((3, 32, 32), (8,), 10, pool=3)
