@@ -129,15 +129,8 @@ def test_claims_recompute_from_the_stored_summary(name, stored):
     assert same(again, run.result["claims"])
 
 
-# Experiments whose rows still go through the transitional legacy_claim (no rule); their issue-12
-# helpers remove them from this set as they convert the rows.
-LEGACY_ROWS = {"activations", "l1-deep"}
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_every_row_states_its_rule(name, stored):
-    if name in LEGACY_ROWS:
-        pytest.skip(f"{name}: rows not yet converted from legacy_claim")
     from ndgm.claims import RULE_KINDS, VERDICTS
 
     result, run = stored(name)

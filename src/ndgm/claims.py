@@ -48,7 +48,6 @@ __all__ = [
     "not_run",
     "ledger_row",
     "verdict_counts",
-    "legacy_claim",
 ]
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "reproduced", "contradicted", "inconclusive", "not run"
@@ -265,11 +264,3 @@ def verdict_counts(rows: Sequence[Claim | dict]) -> dict[str, int]:
         counts[v] += 1
     return counts
 
-
-def legacy_claim(claim: str, source: str, expected: Any, measured: Any, passed: bool | None,
-                 detail: str = "") -> Claim:
-    """Transitional: a row decided by a bare boolean, with no rule stated (True: reproduced,
-    False: contradicted, None: not run). Every call is to be replaced by `exact`, `holds`,
-    `bound` or `statistical`, which state the rule; the contract suite then forbids it."""
-    v = {True: REPRODUCED, False: CONTRADICTED, None: NOT_RUN}[None if passed is None else bool(passed)]
-    return Claim(claim, source, expected, measured, v, "", "", detail)
