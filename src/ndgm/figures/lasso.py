@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from . import figure
-from .common import plt, save
+from .common import is_plottable, note_if_empty, plottable, plt, save
+
+
+def _diverged(summary: dict, labels) -> str:
+    """``'; diverged: lam = 1 at k = 1, ...'`` for the configurations whose loss became inf/NaN."""
+    at = summary.get("diverged_at") or []
+    parts = [f"{lab} at k = {k}" for lab, k in zip(labels, at) if isinstance(k, int) and k >= 0]
+    return ("; diverged (not drawn after): " + ", ".join(parts)) if parts else ""
 
 
 @figure("lasso_toy.png")
@@ -22,20 +29,27 @@ def plot_lasso_toy(arrays: dict, summary: dict, config: dict, path: Path) -> Pat
     it = np.arange(T - tail, T)
     W_tail = np.asarray(arrays["tail_weights"])
     for k, lam in enumerate(lams):
-        line, = ax.semilogy(it, l1[-tail:, k], "o-", ms=3, lw=0.8, label=f"lam = {lam:g}")
+        line, = ax.semilogy(it, plottable(l1[-tail:, k]), "o-", ms=3, lw=0.8, label=f"lam = {lam:g}")
         for lvl in np.abs(W_tail[-2:, k]).sum(1):
-            ax.axhline(lvl, color=line.get_color(), ls=":", lw=0.8)
+            if is_plottable(lvl) and lvl > 0:
+                ax.axhline(lvl, color=line.get_color(), ls=":", lw=0.8)
+    note = _diverged(summary, [f"lam = {lam:g}" for lam in lams])
     ax.set(title="||w_k||_1 over the last iterations\n(dotted: the two states of the 2-cycle)",
            xlabel="iteration k", ylabel="||w_k||_1 (log)")
     ax.legend(fontsize=8, loc="center right")
     ax = axes[1]
-    ax.loglog(lams, summary["tail_loss_max"], "o-", label="NDGM: max loss, last 100 iterations")
-    ax.loglog(lams, summary["loss_bound_B11"], "k--", label="bound d*eta*lam^2 (Prop. B.11)")
-    ax.loglog(lams, summary["subgradient_bound_limit"], ":", color="tab:red",
+    x = plottable(lams)
+    ax.loglog(x, plottable(summary["tail_loss_max"]), "o-", label="NDGM: max loss, last 100 iterations")
+    ax.loglog(x, plottable(summary["loss_bound_B11"]), "k--", label="bound d*eta*lam^2 (Prop. B.11)")
+    ax.loglog(x, plottable(summary["subgradient_bound_limit"]), ":", color="tab:red",
               label="subgradient bound limit G^2 eta / 2")
     ax.set(title=f"Final loss grows with lam^2 (d = {summary['d']}, eta = {summary['lr']:g})",
            xlabel="penalty lam", ylabel="loss lam*||w||_1")
     ax.legend(fontsize=8)
+    for a in axes:
+        note_if_empty(a)
+    if note:
+        fig.suptitle(note.lstrip("; "), color="tab:red", fontsize=10)
     return save(fig, path)
 
 
