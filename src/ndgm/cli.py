@@ -180,7 +180,8 @@ def cmd_run(args) -> int:
     store = RunStore(ensure_writable(Path(args.out)))
     result, path = _run_one(exp, config, store, progress=not args.no_progress)
     print(f"run stored in {path}")
-    print(claims_table([ledger_row(exp.name, c) for c in result.claims]))
+    print(claims_table([ledger_row(exp.name, c) for c in result.claims],
+                       full=f"the full table: 'ndgm show {path.name} --out {args.out} --json'"))
     return 0
 
 
@@ -229,7 +230,8 @@ def cmd_show(args) -> int:
     print("summary:")
     for k, val in run.result.get("summary", {}).items():
         print(f"  {k}: {val}")
-    print(claims_table([ledger_row(run.experiment, c) for c in run.result.get("claims", [])]))
+    print(claims_table([ledger_row(run.experiment, c) for c in run.result.get("claims", [])],
+                       full=f"the full table: 'ndgm show {run.run_id} --json' or {run.path / 'result.json'}"))
     if args.plot:
         from .figures import render
 
@@ -273,7 +275,7 @@ def cmd_reproduce(args) -> int:
     write_json(out / "claims.json", ledger)
     (out / "claims.md").write_text("# Claims ledger\n\n" + claims_markdown(ledger) + "\n")
     report = write_report(out / "report.html", runs, ledger)
-    print(claims_table(ledger))
+    print(claims_table(ledger, full=f"the full table: {out / 'claims.md'}"))
     counts = verdict_counts(ledger)
     print("\n" + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" (of {len(ledger)} claims)")
     print(f"report: {report}; ledger: {out / 'claims.md'}, {out / 'claims.json'}")

@@ -283,6 +283,12 @@ class LassoVariants(Experiment):
     overrides = {"device": "cpu"}
     threads = 1
     figures = ("lasso_variants.png",)
+    size_params = ("d", "lams", "iterations", "hit_warmup", "hit_after")
+
+    def memory_bytes(self, config):
+        # per rule: five series (T, K), the recorded tail (TAIL, K, d), optimizer state (K, d)
+        T, K, d = config["iterations"], len(config["lams"]), config["d"]
+        return 8.0 * (7 * T * K + (TAIL + 8) * K * d)
 
     def validate(self, config):
         if config["momentum"] >= 1:
@@ -305,8 +311,8 @@ class LassoVariants(Experiment):
             tr = run_trajectory(problem, W0, eta, T, rule, record_weights_at=range(-TAIL, 0),
                                 progress=progress, desc=f"lasso-variants {name}")
             W_tail = np.stack([tr.weights[k] for k in sorted(tr.weights)])  # (TAIL, K, d)
-            amp = np.abs(W_tail).max(axis=(0, 2))  # final |w| envelope per lam
-            lam_ratio = float(amp.max() / amp.min())
+            amp = np.abs(W_tail).max(axis=(0, 2))  # final |w| envelope per lam (NaN after a divergence)
+            lam_ratio = float(np.float64(amp.max()) / np.float64(amp.min()))  # 0/0: nan, not an error
             # a rule holds only hyperparameters (its state comes from rule.init), so it can be reused
             stayed = _zero_hit_test(rule, problem, W0, eta, config["hit_warmup"], config["hit_after"])
             stays = bool(stayed.min() == 1.0)
@@ -318,6 +324,7 @@ class LassoVariants(Experiment):
                 "amplitude": amp.tolist(), "lam_amplitude_ratio": lam_ratio,
                 "zero_hit_stayed_fraction": stayed.tolist(),
                 "tail_period": [detect_period(W_tail[:, k], max_period=16, tol=0.0).period for k in range(K)],
+                "diverged_at": [int(k) for k in tr.diverged_at],  # per lam; -1: never (loss stayed finite)
             }
             table.append({"variant": name, "zero_stays_sim": "yes" if stays else "no",
                           "zero_stays_paper": PAPER_TABLE1[name][0],
@@ -326,9 +333,10 @@ class LassoVariants(Experiment):
                           "lam_amplitude_ratio": lam_ratio, "stayed_fraction": float(stayed.min())})
             if name in ("ndgm", "rmsprop"):
                 arrays[f"{name}_tail_loss"] = tr.loss[-TAIL:]
+        eta64 = np.float64(eta)  # eta * lam**2 beyond float range is inf, not an OverflowError
         summary = {"lams": lams, "d": d, "lr": eta, "iterations": T, "per_rule": per_rule, "table": table,
-                   "bound_ndgm": [toy_loss_bound(d, eta, lam) for lam in lams],
-                   "bound_rmsprop": [toy_loss_bound_rmsprop(d, eta, lam) for lam in lams],
+                   "bound_ndgm": [float(toy_loss_bound(d, eta64, np.float64(lam))) for lam in lams],
+                   "bound_rmsprop": [float(toy_loss_bound_rmsprop(d, eta64, np.float64(lam))) for lam in lams],
                    "table_markdown": self.table_markdown(table)}
         return arrays, summary
 

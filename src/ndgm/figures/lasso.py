@@ -62,7 +62,7 @@ def plot_lasso_2d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     ax = axes[0]
     for k, lam in enumerate(lams):
-        ax.semilogy(np.arange(l1.shape[0]), l1[:, k], lw=1, label=f"lam = {lam:g}")
+        ax.semilogy(np.arange(l1.shape[0]), plottable(l1[:, k]), lw=1, label=f"lam = {lam:g}")
     ax.axvline(T, color="gray", ls="--", lw=1)
     ax.text(T, ax.get_ylim()[1], f" eta {config['lr']:g} -> {config['lr2']:g}", va="top", fontsize=8)
     ax.set(title="||w_k||_1 of the 2-D example", xlabel="iteration k", ylabel="||w_k||_1 (log)")
@@ -72,12 +72,19 @@ def plot_lasso_2d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
             summary["phase2_small_tail_l1_max"], summary["phase2_large_tail_l1_min"]]
     labels = [f"eta={config['lr']:g}\nlam={lams[0]:g} (max)", f"eta={config['lr']:g}\nlam={lams[1]:g} (min)",
               f"eta={config['lr2']:g}\nlam={lams[0]:g} (max)", f"eta={config['lr2']:g}\nlam={lams[1]:g} (min)"]
-    bars = ax.bar(range(4), vals, color=["tab:blue", "tab:orange", "tab:blue", "tab:orange"])
+    vals = plottable(vals)
+    bars = ax.bar(range(4), np.where(np.isfinite(vals), vals, 0.0), color=["tab:blue", "tab:orange", "tab:blue", "tab:orange"])
     ax.set_yscale("log")
     for b, v in zip(bars, vals):
-        ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.4f}", ha="center", va="bottom", fontsize=9)
+        if np.isfinite(v) and v > 0:
+            ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.4f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(4), labels, fontsize=8)
     ax.set(title="Tail L1 norm: the larger penalty leaves the larger solution", ylabel="||w||_1 over the tail (log)")
+    note_if_empty(axes[0])
+    div = summary.get("diverged_at") or {}
+    gone = [f"{phase}, lam = {lam:g} at k = {k}" for phase, ks in div.items() for lam, k in zip(lams, ks) if k >= 0]
+    if gone:
+        fig.suptitle("diverged (loss inf/NaN; not drawn after): " + "; ".join(gone), color="tab:red", fontsize=10)
     return save(fig, path)
 
 
@@ -91,10 +98,13 @@ def plot_lasso_variants(arrays: dict, summary: dict, config: dict, path: Path) -
     for ax, k in zip(axes[:2], picks):
         nd, rm = arrays["ndgm_tail_loss"][:, k], arrays["rmsprop_tail_loss"][:, k]
         it = np.arange(T - nd.size, T)
-        ax.semilogy(it, nd, "o", ms=2.5, label="NDGM")
-        ax.semilogy(it, rm, "s", ms=2.5, label="RMSProp")
-        ax.axhline(summary["bound_ndgm"][k], color="tab:blue", ls="--", lw=1, label="d*eta*lam^2")
-        ax.axhline(summary["bound_rmsprop"][k], color="tab:orange", ls="--", lw=1, label="d*eta*lam")
+        ax.semilogy(it, plottable(nd), "o", ms=2.5, label="NDGM")
+        ax.semilogy(it, plottable(rm), "s", ms=2.5, label="RMSProp")
+        for bound, colour, label in ((summary["bound_ndgm"][k], "tab:blue", "d*eta*lam^2"),
+                                     (summary["bound_rmsprop"][k], "tab:orange", "d*eta*lam")):
+            if is_plottable(bound) and bound > 0:
+                ax.axhline(bound, color=colour, ls="--", lw=1, label=label)
+        note_if_empty(ax)
         ax.set(title=f"lam = {lams[k]:g}: last {nd.size} iterations", xlabel="iteration", ylabel="loss lam*||w||_1 (log)")
         ax.legend(fontsize=8, loc="best", framealpha=0.9)
     ax = axes[2]
@@ -109,7 +119,10 @@ def plot_lasso_variants(arrays: dict, summary: dict, config: dict, path: Path) -
     tab.scale(1, 2.2)
     z = summary["per_rule"]["rmsprop"]["final_exact_zeros"]
     ax.set_title(f"Table 1 by simulation\nfloat64 RMSProp exact zeros: {z} of {summary['d']}", fontsize=10)
-    fig.suptitle(f"Toy LASSO variants, d = {summary['d']}, eta = {summary['lr']:g}, {T} iterations")
+    gone = [name for name, r in summary["per_rule"].items() if any(k >= 0 for k in r.get("diverged_at", []))]
+    fig.suptitle(f"Toy LASSO variants, d = {summary['d']}, eta = {summary['lr']:g}, {T} iterations"
+                 + (f"\ndiverged (loss inf/NaN, not drawn): {', '.join(gone)}" if gone else ""),
+                 color="tab:red" if gone else "k")
     return save(fig, path)
 
 
