@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .claims import Claim
 from .errors import NdgmError
 
 __all__ = ["RunStore", "StoredRun", "DamagedRun", "Damaged", "CheckReport", "atomic_write", "config_hash",
@@ -356,6 +357,13 @@ def _inspect(path: Path, arrays: bool = True) -> tuple[StoredRun | None, list[st
         claims = result.get("claims", [])
         if not (isinstance(claims, list) and all(isinstance(c, dict) and "claim" in c for c in claims)):
             problems.append("result.json's 'claims' is not a list of claims")
+        else:
+            for i, c in enumerate(claims, 1):
+                try:
+                    Claim.from_dict(c)
+                except (TypeError, ValueError, KeyError) as e:
+                    problems.append(f"result.json's claim {i} is not a valid claim ({_short(e)})")
+                    break
     if arrays:
         f = path / "metrics.npz"
         if not f.is_file():

@@ -405,7 +405,8 @@ class Experiment:
         need = float(self.memory_bytes(config))
         limit, why = memory_limit()
         if need > limit:
-            sizes = ", ".join(f"--{n.replace('_', '-')} {config[n]}" for n in self.size_params if n in config)
+            params = {p.name: p for p in self.all_params()}
+            sizes = ", ".join(f"{params[n].flag} {params[n].show(config[n])}" for n in self.size_params if n in config)
             raise NdgmError(f"{self.name} would allocate about {format_bytes(need)}"
                             + (f" ({sizes})" if sizes else "")
                             + f"; the limit is {format_bytes(limit)} ({why})")

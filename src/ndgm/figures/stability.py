@@ -26,6 +26,7 @@ def _cobweb(ax, orbit: np.ndarray, colour: str, label: str | None = None) -> Non
 def plot_gdmap_1d(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 1: the loss and cobweb plots of G_eta for the three step sizes."""
     grid, loss = plottable(arrays["grid"]), plottable(arrays["loss"])
+    loss[loss > 1e3] = np.nan  # far above the panel's top (40): see the note on Agg below
     etas = arrays["etas"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 9.5))
     ax = axes[0, 0]
@@ -44,13 +45,17 @@ def plot_gdmap_1d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
         "converge": "converges to +-sqrt(3)",
     }
     for ax, key, eta in zip((axes[0, 1], axes[1, 0], axes[1, 1]), ("singular", "cycle", "converge"), etas):
+        # The panel shows |t_{k+1}| <= 6; points far outside it (t_max near 1e308) are left out:
+        # Agg crawls over paths whose pixel coordinates are astronomically large.
         G = plottable(arrays[f"map_{key}"])
+        G[np.abs(G) > 1e3] = np.nan
+        diag = np.where(np.abs(grid) <= 1e3, grid, np.nan)
         ax.plot(grid, G, color="k", lw=1.5, label="G(t) = t - eta L'(t)")
-        ax.plot(grid, grid, color="grey", ls="--", lw=1, label="G(t) = t")
+        ax.plot(grid, diag, color="grey", ls="--", lw=1, label="G(t) = t")
         orbits = arrays[f"cobweb_{key}"]  # (steps + 1, 3)
         for j in range(orbits.shape[1]):
             _cobweb(ax, orbits[:, j], ORBIT_COLOURS[j], label=f"GD from t0 = {orbits[0, j]:g}")
-        lo, hi = np.nanmin(grid), np.nanmax(grid)
+        lo, hi = np.nanmin(grid, initial=np.inf), np.nanmax(grid, initial=-np.inf)
         ax.set(title=f"eta = {eta:g}: {texts[key]}", xlabel="t_k", ylabel="t_{k+1}",
                xlim=(lo, hi) if np.isfinite([lo, hi]).all() and hi > lo else (-6, 6), ylim=(-6, 6))
         ax.axhline(0, color="grey", lw=0.5)

@@ -99,9 +99,14 @@ def _verdict(row: dict) -> str:
     return word.upper() if word in (CONTRADICTED, INCONCLUSIVE) else word  # these stand out in the table
 
 
+def _text(x) -> str:
+    """A cell: any value as one line of text (a row read from disk may hold anything)."""
+    return " ".join(str("" if x is None else x).split())
+
+
 def _rows(claims: Iterable[dict]) -> list[list[str]]:
-    return [[c.get("experiment", ""), c["claim"], c.get("source", ""), expected_text(c), measured_text(c),
-             c.get("rule", "") or "", _verdict(c)] for c in claims]
+    return [[_text(x) for x in (c.get("experiment", ""), c.get("claim", ""), c.get("source", ""), expected_text(c),
+                                measured_text(c), c.get("rule", ""), _verdict(c))] for c in claims]
 
 
 HEADER = ["experiment", "claim", "source", "expected", "measured", "rule", "verdict"]

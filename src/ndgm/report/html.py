@@ -41,7 +41,7 @@ figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 pre.doc,div.doc{white-space:pre-wrap;background:#fafafa;border-left:3px solid #ccc;padding:.6em;font-size:.9em}
 div.doc{white-space:normal} div.doc p{margin:.4em 0} div.doc ul{margin:.3em 0 .3em 1.2em;padding:0}
 div.doc code{background:#eee;padding:0 .2em;border-radius:2px} span.math{font-style:italic}
-details summary{cursor:pointer;color:#444}
+details summary{cursor:pointer;color:#444} span.nb{white-space:nowrap}
 """
 
 CHECK_SCRIPT = """
@@ -51,7 +51,7 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-figures-loaded', ok + '/' + imgs.length);
   document.body.setAttribute('data-ledger-rows', document.querySelectorAll('#ledger tbody tr').length);
   // A number broken across two lines has more than one line box.
-  var split = 0, re = /[-+]?\d[\d.]*(?:e[-+]?\d+)?/g;
+  var split = 0, examples = [], re = /[-+]?\d[\d.]*(?:e[-+]?\d+)?/g;
   document.querySelectorAll('td').forEach(function (td) {
     var walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT), node;
     while ((node = walker.nextNode())) {
@@ -64,11 +64,12 @@ window.addEventListener('load', function () {
         r.setEnd(node, m.index + m[0].length);
         var tops = {};
         Array.prototype.forEach.call(r.getClientRects(), function (b) { if (b.width > 0) tops[Math.round(b.top)] = 1; });
-        if (Object.keys(tops).length > 1) split += 1;
+        if (Object.keys(tops).length > 1) { split += 1; if (examples.length < 5) examples.push(m[0]); }
       }
     }
   });
   document.body.setAttribute('data-numbers-split', split);
+  document.body.setAttribute('data-numbers-split-examples', examples.join(' '));
 });
 """
 
@@ -108,6 +109,23 @@ def _inline(text: str) -> str:
     return t.replace("`", "")
 
 
+_NUMBER = re.compile(r"[-+]?\d[\d.]*(?:e[-+]?\d+)?")
+
+
+def _text(value) -> str:
+    """Escaped text with every number kept on one line (``1.13e-14`` may otherwise break
+    at its hyphen, ``4461.786221675728`` anywhere in a narrow cell)."""
+    out, last = [], 0
+    text = str("" if value is None else value)
+    for m in _NUMBER.finditer(text):
+        out.append(html.escape(text[last:m.start()]))
+        token = html.escape(m.group())
+        out.append(f'<span class="nb">{token}</span>' if len(m.group()) > 1 else token)
+        last = m.end()
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
 def _verdict_cell(row: dict) -> str:
     text = Claim.from_dict(row).verdict
     return f'<td class="{text.replace(" ", "")}">{text}</td>'
@@ -116,9 +134,14 @@ def _verdict_cell(row: dict) -> str:
 def _seed_strip(row: dict, width: int = 180, height: int = 26) -> str:
     """An inline SVG of a statistical row: its per-unit values (dots), the 95% interval (bar)
     and the margin (red tick), on one shared axis."""
-    values, interval, margin = row.get("values") or [], row.get("interval"), row.get("margin")
-    pts = [float(v) for v in values] + (list(map(float, interval)) if interval else []) + (
-        [float(margin)] if margin is not None else [])
+    try:
+        values = [float(v) for v in row.get("values") or []]
+        interval = [float(v) for v in row["interval"]] if row.get("interval") else None
+        margin = float(row["margin"]) if row.get("margin") is not None else None
+    except (TypeError, ValueError):  # a row read from disk that is not a statistical one after all
+        return ""
+    values = [v for v in values if v == v and abs(v) != float("inf")]
+    pts = values + (interval or []) + ([margin] if margin is not None else [])
     pts = [p for p in pts if p == p and abs(p) != float("inf")]
     if not pts:
         return ""
@@ -148,11 +171,11 @@ def _claims_rows(claims: Iterable[dict], with_experiment: bool) -> str:
         cells = []
         if with_experiment:
             cells.append(f'<td><a href="#{html.escape(c.get("experiment", ""))}">{html.escape(c.get("experiment", ""))}</a></td>')
-        cells += [f"<td>{html.escape(c['claim'])}</td>", f"<td>{html.escape(c.get('source', ''))}</td>",
-                  f'<td class="num">{html.escape(expected_text(c))}</td>',
-                  f'<td class="num">{html.escape(measured_text(c))}{_seed_strip(c)}</td>',
-                  f'<td class="rule">{html.escape(c.get("rule", "") or "")}</td>', _verdict_cell(c),
-                  f"<td>{html.escape(str(c.get('detail', '') or ''))}</td>"]
+        cells += [f"<td>{_text(c.get('claim', ''))}</td>", f"<td>{_text(c.get('source', ''))}</td>",
+                  f'<td class="num">{_text(expected_text(c))}</td>',
+                  f'<td class="num">{_text(measured_text(c))}{_seed_strip(c)}</td>',
+                  f'<td class="rule">{_text(c.get("rule", "") or "")}</td>', _verdict_cell(c),
+                  f"<td>{_text(c.get('detail', '') or '')}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(rows)
 
@@ -179,7 +202,8 @@ def _section(run: StoredRun) -> str:
     cfg = run.config.get("config", {})
     claims = run.result.get("claims", [])
     figs = [run.path / f for f in run.figures if (run.path / f).is_file()]
-    numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{html.escape(fmt(v))}</td></tr>' for k, v in flatten_summary(run.result.get("summary", {}), max_list=8))
+    numbers = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{_text(fmt(v))}</td></tr>'
+                      for k, v in flatten_summary(run.result.get("summary", {}), max_list=8))
     return f"""
 <section id="{html.escape(run.experiment)}">
 <h2>{html.escape(title)} <small class="meta">({html.escape(run.experiment)}; {html.escape(source)})</small></h2>
