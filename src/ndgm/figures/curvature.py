@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figure
-from .common import plt, save
+from .common import plottable, plt, save
 
 __all__ = ["plot_eos_huber", "plot_rates", "plot_sharpness"]
 
@@ -37,11 +37,15 @@ def plot_eos_huber(arrays: dict, summary: dict, config: dict, path: Path) -> Pat
     ax.legend(fontsize=7, ncol=2)
 
     ax = axes[0, 1]
+    with np.errstate(divide="ignore", over="ignore"):
+        thresholds = plottable(2 / np.asarray(etas, dtype=float))  # a tiny eta: 2/eta is inf, not drawn
     for i in _pick(K):
-        ax.semilogx(x, sharp[:, i], color=colours[i], lw=1.2, label=f"sharpness, eta = {fac[i]:.3g} x 2/lam")
-        ax.axhline(2 / etas[i], color=colours[i], ls="--", lw=1)
+        ax.semilogx(x, plottable(sharp[:, i]), color=colours[i], lw=1.2, label=f"sharpness, eta = {fac[i]:.3g} x 2/lam")
+        if np.isfinite(thresholds[i]):
+            ax.axhline(thresholds[i], color=colours[i], ls="--", lw=1)
     ax.axhline(summary["lambda_max"], color="k", ls=":", lw=1, label="lambda_max(X^T X)")
-    ax.set_ylim(-0.05 * summary["lambda_max"], 1.25 * max(summary["lambda_max"], 2 / etas.min()))
+    top = np.nanmax(thresholds, initial=summary["lambda_max"])
+    ax.set_ylim(-0.05 * summary["lambda_max"], 1.25 * max(summary["lambda_max"], top))
     ax.set(title="Sharpness lambda_max(X^T D_k X); dashed: 2/eta (same colour)",
            xlabel="iteration + 1", ylabel="sharpness")
     ax.legend(fontsize=7, loc="center right")
