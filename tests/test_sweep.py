@@ -51,7 +51,8 @@ def test_bad_sweep_input_exits_2(tmp_path, capsys):
     (["--grid", "lr=nan:1:3"], "start and stop must be finite numbers"),
     (["--grid", "lr=0.001:1:1000000000000"], "1000000000000 values; a sweep holds at most 100000"),
     (["--grid", "lr=0.001:1:1000", "--grid", "l1=0:1:1000"], "the sweep would hold 1000000 configurations"),
-    (["--grid", "lr=0.01", "--seeds", "99999999999"], "the sweep would hold 99999999999 configurations"),
+    (["--grid", "lr=0.01,0.02", "--seeds", "999999"], "the sweep would hold 1999998 configurations"),
+    (["--grid", "lr=0.01", "--seeds", "99999999999"], "--seeds: must be an integer between 1 and 2147483647"),
     (["--seeds", "0"], "--seeds: must be an integer between 1 and"),
     (["--seeds", "-3"], "--seeds: must be an integer between 1 and"),
     (["--workers", "0"], "--workers: must be an integer between 1 and"),
@@ -247,3 +248,46 @@ def test_dask_local_cluster_gives_the_same_table(tmp_path):
         assert r.environment["threads"] == other.environment["threads"] == 2
         a, b = r.arrays(), other.arrays()
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads worker pids from /proc")
+def test_ctrl_c_stops_a_local_sweep_with_one_line(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it): exit 130, one line,
+    no worker traceback, no worker left, no temporary folder in the store; finished runs stay."""
+    args = ["sweep", "capture", "--grid", "lr=0.01,0.02,0.03,0.04", "--seeds", "2", "--workers", "2",
+            "--out", str(tmp_path), "--no-progress", *SMALL]
+    proc = subprocess.Popen([sys.executable, "-m", "ndgm", *args], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            workers |= _children(proc.pid)
+            if len(_finished_or_none(tmp_path)) >= 1:
+                break
+            if proc.poll() is not None:
+                pytest.fail("sweep finished before it could be interrupted")
+            time.sleep(0.05)
+        workers |= _children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, err
+    assert err == "ndgm: interrupted\n" or err.endswith("\nndgm: interrupted\n") and "Traceback" not in err, err
+    assert "Traceback" not in err and err.count("ndgm:") == 1
+    gone = time.time() + 15
+    while time.time() < gone and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert workers and not [w for w in workers if _alive(w)]
+    assert not list((tmp_path / "runs").glob(".tmp-*"))
+    assert RunStore(tmp_path / "runs").scan()[1] == []  # what finished is sound
+
+
+def _finished_or_none(root):
+    runs = root / "runs"
+    return [p for p in runs.iterdir() if not p.name.startswith(".")] if runs.is_dir() else []
