@@ -249,6 +249,11 @@ def _worker_init(parent: int) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # tqdm's default lock holds a multiprocessing semaphore; a worker stopped by terminate()
+    # cannot release it and the resource tracker reports it as leaked. A worker draws no bars.
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     try:  # Linux: the kernel kills this process when its parent dies, even by SIGKILL
         import ctypes
 
