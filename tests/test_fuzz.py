@@ -25,11 +25,12 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 
 from ndgm.cli import main
@@ -117,6 +118,9 @@ def _report(name: str, counts: Counter) -> None:
 # The slow experiments (deep networks, many solvers) get fewer draws; every experiment gets some.
 CASES_PER_EXPERIMENT = {name: 3 if name in ("activations", "l1-deep", "lasso-real", "sharpness") else 6
                         for name in EXPERIMENTS}
+# An experiment's draws stop once they have taken this long (the first one always runs), so
+# that the suite stays within a minute or two whatever experiments are added.
+SECONDS_PER_EXPERIMENT = float(os.environ.get("NDGM_FUZZ_SECONDS", "15"))
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
@@ -130,6 +134,7 @@ def test_fuzz_run_parameters(name, tmp_path_factory):
     @fuzz_settings(CASES_PER_EXPERIMENT[name])
     @given(drawn=st.dictionaries(st.sampled_from(sorted(flags)), VALUES, min_size=1, max_size=2))
     def case(drawn):
+        assume(counts["cases"] == 0 or time.monotonic() - started < SECONDS_PER_EXPERIMENT or EXAMPLES)
         out = Path(tempfile.mkdtemp(dir=work)) / "out"
         argv = ["run", name, *_tiny_argv(name, set(drawn)), *extra,
                 *(f"{flags[k]}={v}" for k, v in drawn.items()), "--out", str(out), "--no-progress"]
@@ -145,6 +150,7 @@ def test_fuzz_run_parameters(name, tmp_path_factory):
             assert all((runs[0].path / f).is_file() for f in runs[0].figures), argv
         shutil.rmtree(out.parent, ignore_errors=True)
 
+    started = time.monotonic()
     case()
     _report(f"run {name}", counts)
     assert counts["cases"] >= 1 and counts["tracebacks"] == 0

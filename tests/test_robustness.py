@@ -286,3 +286,14 @@ def test_cli_subprocess_never_prints_a_traceback_for_an_internal_error(tmp_path)
     p = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, NDGM_TRACEBACK="1"))
     assert "Traceback" in p.stderr
+
+
+def test_rates_with_a_tolerance_near_the_float_limit_draws_its_figure(tmp_path, capsys):
+    """eps_lo = 2.3e-284 (found by the fuzz test): 1/eps and the bound R^2 G^2 / eps^2 are beyond
+    what a log axis can hold (matplotlib's tick formatter overflowed); those points are left out."""
+    argv = ["run", "rates", *_argv("rates", eps_lo="2.3e-284"), "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    assert "could not be drawn" not in capsys.readouterr().err
+    run = _one_run(tmp_path)
+    assert np.isinf(run.arrays()["bound_nonsmooth"][-1])  # recorded as computed
+    assert (run.path / "rates.png").stat().st_size > 20_000  # the figure, not the placeholder

@@ -12,18 +12,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 DPI = 120
 
-__all__ = ["plt", "save", "DPI", "plottable", "is_plottable", "note_if_empty", "LARGEST"]
+__all__ = ["plt", "save", "DPI", "plottable", "is_plottable", "note_if_empty", "LARGEST", "LARGEST_LOG"]
 
 #: Beyond this magnitude matplotlib's tick and margin arithmetic overflows (a limit of 1e308
 #: plus a 5% margin is inf): values past it are left out of a figure, and said so.
 LARGEST = 1e305
+#: The same on a log axis, whose tick locator steps whole strides of decades past the data
+#: (a stride is about a tenth of the decades shown): 1e284 on a log axis already overflows.
+LARGEST_LOG = 1e200
 
 
-def plottable(x) -> np.ndarray:
-    """``x`` as float64 with inf, NaN and magnitudes beyond `LARGEST` replaced by NaN (not drawn)."""
+def plottable(x, largest: float = LARGEST) -> np.ndarray:
+    """``x`` as float64 with inf, NaN and magnitudes beyond ``largest`` replaced by NaN (not drawn)."""
     a = np.array(x, dtype=np.float64, copy=True)
     with np.errstate(invalid="ignore"):
-        a[~(np.abs(a) <= LARGEST)] = np.nan
+        a[~(np.abs(a) <= largest)] = np.nan
     return a
 
 

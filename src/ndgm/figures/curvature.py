@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figure
-from .common import plottable, plt, save
+from .common import LARGEST_LOG, plottable, plt, save
 
 __all__ = ["plot_eos_huber", "plot_rates", "plot_sharpness"]
 
@@ -79,7 +79,10 @@ def plot_eos_huber(arrays: dict, summary: dict, config: dict, path: Path) -> Pat
 @figure("rates.png")
 def plot_rates(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Iterations to reach eps against 1/eps, measured and worst-case, log-log."""
-    inv = 1 / arrays["eps"]
+    # a tolerance near the float limit gives 1/eps and bounds (R^2 G^2 / eps^2) a log axis
+    # cannot hold: those points are not drawn
+    inv = plottable(1 / arrays["eps"], LARGEST_LOG)
+    bound_s, bound_n = (plottable(arrays[k], LARGEST_LOG) for k in ("bound_smooth", "bound_nonsmooth"))
     cs, cn = arrays["counts_smooth"].astype(float), arrays["counts_nonsmooth"].astype(float)
     cs[cs < 0] = np.nan
     cn[cn < 0] = np.nan
@@ -87,10 +90,10 @@ def plot_rates(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     ax = axes[0]
     ax.loglog(inv, np.maximum(cs, 0.8), "o-", color="tab:blue",
               label=f"GD, step 1/L, least squares (slope {summary['slope_smooth']:.2f})")
-    ax.loglog(inv, arrays["bound_smooth"], "--", color="tab:blue", label="bound L R^2 / (2 eps)")
+    ax.loglog(inv, bound_s, "--", color="tab:blue", label="bound L R^2 / (2 eps)")
     ax.loglog(inv, np.maximum(cn, 0.8), "s-", color="tab:red",
               label=f"subgradient, step eps/G^2, LAD (slope {summary['slope_nonsmooth']:.2f})")
-    ax.loglog(inv, arrays["bound_nonsmooth"], "--", color="tab:red", label="bound R^2 G^2 / eps^2")
+    ax.loglog(inv, bound_n, "--", color="tab:red", label="bound R^2 G^2 / eps^2")
     ax.set(title="Iterations to reach f - f* <= eps (count 0 drawn at 0.8)", xlabel="1 / eps",
            ylabel="iterations")
     ax.legend(fontsize=8)
