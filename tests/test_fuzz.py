@@ -116,11 +116,11 @@ def _report(name: str, counts: Counter) -> None:
 # --- ndgm run: every experiment's parameters ---------------------------------------------------------------
 
 # The slow experiments (deep networks, many solvers) get fewer draws; every experiment gets some.
-CASES_PER_EXPERIMENT = {name: 3 if name in ("activations", "l1-deep", "lasso-real", "sharpness") else 6
+CASES_PER_EXPERIMENT = {name: 4 if name in ("activations", "l1-deep", "lasso-real", "sharpness") else 20
                         for name in EXPERIMENTS}
 # An experiment's draws stop once they have taken this long (the first one always runs), so
 # that the suite stays within a minute or two whatever experiments are added.
-SECONDS_PER_EXPERIMENT = float(os.environ.get("NDGM_FUZZ_SECONDS", "15"))
+SECONDS_PER_EXPERIMENT = float(os.environ.get("NDGM_FUZZ_SECONDS", "8"))
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
