@@ -3,7 +3,8 @@ outcome (divergence included) or 2 with exactly one line ``ndgm: error: ...`` an
 written; it never prints a traceback and never exits otherwise.
 
 Three targets, each drawn by hypothesis (derandomized, so CI draws the same cases; set
-``NDGM_FUZZ_SEED`` to draw others and ``NDGM_FUZZ_EXAMPLES`` to draw more):
+``NDGM_FUZZ_SEED`` to draw others, ``NDGM_FUZZ_EXAMPLES`` to draw more and
+``NDGM_FUZZ_SECONDS`` to change the time each experiment's draws may take):
 
 * ``ndgm run EXPERIMENT`` with one or two parameters of every registered experiment set to
   edge values (0, negative, NaN, inf, 1e308, 1e-308, huge integers, non-numbers, empty
