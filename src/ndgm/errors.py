@@ -15,7 +15,7 @@ def check_positive(name: str, value: float) -> float:
     """Return ``value`` as a float if it is finite and > 0, else raise `NdgmError`."""
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NdgmError(f"{name} must be a number, got {value!r}") from None
     if not v > 0 or v == float("inf"):
         raise NdgmError(f"{name} must be a finite number > 0, got {value!r}")
@@ -26,15 +26,15 @@ def check_nonnegative(name: str, value: float) -> float:
     """Return ``value`` as a float if it is finite and >= 0, else raise `NdgmError`."""
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NdgmError(f"{name} must be a number, got {value!r}") from None
     if not v >= 0 or v == float("inf"):
         raise NdgmError(f"{name} must be a finite number >= 0, got {value!r}")
     return v
 
 
-def check_int(name: str, value: object, minimum: int = 1) -> int:
-    """Return ``value`` as an int >= ``minimum``; reject floats like 2.5 and strings like '1e3'."""
+def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` as an int in ``[minimum, maximum]``; reject floats like 2.5 and strings like '1e3'."""
     if isinstance(value, bool):
         raise NdgmError(f"{name} must be an integer, got {value!r}")
     if isinstance(value, int):
@@ -50,4 +50,6 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
         raise NdgmError(f"{name} must be an integer, got {value!r}")
     if v < minimum:
         raise NdgmError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise NdgmError(f"{name} must be an integer <= {maximum}, got {value!r}")
     return v

@@ -37,7 +37,8 @@ class Trajectory:
         ``w_k`` to ``w_{k+1}``, and ``||w_k||_1, ||w_k||_2, ||w_k||_inf``. After a
         configuration diverges its entries are NaN (padded, not dropped).
     weights : dict[int, ndarray (K, d)]
-        ``w_k`` at the requested iterations ``k``.
+        ``w_k`` at every requested iteration ``k`` (NaN for a configuration that had
+        diverged by then, padded rather than dropped).
     final : ndarray (K, d)
         The last iterate (for a diverged configuration: the first non-finite one).
     diverged_at : ndarray (K,) of int
@@ -143,6 +144,11 @@ def run_trajectory(
     after = torch.arange(iterations, device=device)[:, None] >= torch.where(diverged, diverged_at, iterations)[None, :]
     for series in hist.values():
         series.masked_fill_(after, float("nan"))
+    # Requested iterates are padded like the series: NaN from a configuration's divergence on,
+    # and for the iterations an early stop (all diverged) never reached.
+    nan_w = torch.full_like(W, float("nan"))
+    for t in keep:
+        weights[t] = torch.where(after[t][:, None], nan_w, weights[t]) if t in weights else nan_w
 
     return Trajectory(
         loss=hist["loss"].cpu().numpy(),

@@ -131,6 +131,13 @@ class Capture(Experiment):
     # The printed number is a CPU float64 bit pattern; another device is one flag away.
     overrides = {"device": "cpu"}
     figures = ("capture.png", "quadratic_contrast.png")
+    size_params = ("n", "d", "iterations", "quad_iterations")
+
+    def memory_bytes(self, config):
+        # X (n x d) and y as numpy float64 and again as torch tensors, the gradient's (n x d)
+        # temporaries, the five series of length T and the recorded tail (TAIL, d)
+        n, d, T = config["n"], config["d"], config["iterations"]
+        return 8.0 * (4 * n * d + 4 * n + 6 * T + TAIL * d + 6 * config["quad_iterations"])
 
     def validate(self, config):
         if config["decay"] >= 1:
@@ -166,7 +173,9 @@ class Capture(Experiment):
 
         summary = {
             "final_loss": float(loss[-1]),
-            "tail_losses_unique": sorted(set(float(v) for v in loss_tail)),
+            # distinct values (NaN, after a divergence, counted once: NaN != NaN would count each)
+            "tail_losses_unique": sorted(set(float(v) for v in loss_tail if v == v))
+                                  + ([float("nan")] if np.isnan(loss_tail).any() else []),
             "tail_loss_monotone": bool(np.all(np.diff(loss_tail) <= 0)),
             "optimal_value": optimum,
             "final_lr": float(traj.lr[-1, 0]),

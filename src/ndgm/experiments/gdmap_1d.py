@@ -45,10 +45,16 @@ class GDMap1D(Experiment):
     fixed = {"dtype": "float64", "device": "cpu"}
     fixed_reason = "the map facts are exact in float64"
     figures = ("gdmap_1d.png",)
+    size_params = ("starts", "probe_samples", "saddle_starts")
 
     def validate(self, config):
         if config["t_max"] <= 2:
             raise NdgmError(f"--t-max must be > 2 (starts lie on 2 < |t| <= t_max), got {config['t_max']}")
+
+    def memory_bytes(self, config):
+        # starts: 2n float64 values, a few copies per step size; the probe and the saddle demo
+        # hold (samples, 1) and (starts, 3) arrays and their Jacobians
+        return 8.0 * (16 * config["starts"] + 32 * config["probe_samples"] + 64 * config["saddle_starts"])
 
     def compute(self, config: dict, ctx: Context):
         q = Quartic1D()
@@ -56,14 +62,17 @@ class GDMap1D(Experiment):
         pos = torch.linspace(2, config["t_max"], n + 1, dtype=torch.float64)[1:]  # open at 2
         t0 = torch.cat([-pos.flip(0), pos])
         etas = {"singular": config["eta_singular"], "cycle": config["eta_cycle"], "converge": config["eta_converge"]}
-        finals, after_one, tails = {}, {}, {}
+        finals, after_one, tails, first_bad = {}, {}, {}, {}
         for key, eta in etas.items():
             # Keep only the iterates that are used: the first and the last two (T >= 1).
             t = t0.clone()
+            first_bad[key] = -1 if bool(torch.isfinite(t).all()) else 0
             for i in range(T):
                 prev, t = t, q.gd_map(t, eta)
                 if i == 0:
                     after_one[key] = t
+                if first_bad[key] < 0 and not bool(torch.isfinite(t).all()):
+                    first_bad[key] = i + 1
             finals[key] = t
             tails[key] = torch.stack([prev, t])  # last two iterates (a 2-cycle shows both points)
 
@@ -79,6 +88,10 @@ class GDMap1D(Experiment):
                                                         (tails["cycle"].abs() - 2).abs()).max()),
             "cycle_tail_alternates": bool(((tails["cycle"][0] - tails["cycle"][1]).abs() > 0.5).all()),
             "converge_max_error": float((finals["converge"] - torch.sign(t0) * sqrt3).abs().max()),
+            # Divergence is an outcome: starts whose iterate overflowed to inf/NaN (|t| near 1e308,
+            # where L'(t) = 2t is inf), per step size, and the first iteration any did (-1: none).
+            "diverged_starts": {k: int((~torch.isfinite(v)).sum()) for k, v in finals.items()},
+            "diverged_at": {k: v for k, v in first_bad.items()},
         }
         probe_x = torch.linspace(2.05, 6.0, 40, dtype=torch.float64)[:, None]
         s["exceptional_steps_outside"] = exceptional_step_sizes(q, probe_x).tolist()
@@ -89,7 +102,8 @@ class GDMap1D(Experiment):
                                                   seed=config["seed"]).as_dict()
         s["saddle"] = saddle_avoidance(SADDLE_A, config["saddle_eta"], config["saddle_starts"], T, seed=config["seed"])
 
-        grid = np.linspace(-config["t_max"], config["t_max"], 2401)
+        # t_max * linspace(-1, 1): linspace(-t_max, t_max) overflows its step for t_max near 1e308
+        grid = config["t_max"] * np.linspace(-1.0, 1.0, 2401)
         gt = torch.as_tensor(grid)
         arrays = {"grid": grid, "loss": q.value(gt[:, None]).numpy()}
         for key, eta in etas.items():

@@ -26,7 +26,7 @@ from ..dynamics.rules import Adam, Momentum, RMSProp
 from ..errors import NdgmError
 from ..problems import ToyLasso
 from ..claims import Claim, bound, exact, holds, not_run
-from .base import Context, Experiment, Param
+from .base import INT_MAXIMUM, Context, Experiment, Param
 
 SRC_TOY = "paper Props B.1/B.2/B.11, spec 3.1"
 TAIL = 100
@@ -51,17 +51,33 @@ class LassoToy(Experiment):
     threads = 1  # tiny tensors: a thread pool only adds overhead
     figures = ("lasso_toy.png",)
 
+    size_params = ("d", "lams", "iterations")
+
     def validate(self, config):
-        need = int(np.ceil(1.0 / (config["lr"] * min(config["lams"])))) + TAIL
+        step = np.float64(config["lr"]) * np.float64(min(config["lams"]))  # eta * lam, may underflow to 0
+        with np.errstate(over="ignore", divide="ignore"):
+            need = np.float64(1.0) / step + TAIL
+        if not need <= INT_MAXIMUM:
+            raise NdgmError(f"--lr * min(--lams) = {float(step):.3g} is too small: a coordinate needs 1/(eta*lam) = "
+                            f"{float(need - TAIL):.3g} iterations to reach its 2-cycle, more than the {INT_MAXIMUM} "
+                            "allowed")
+        need = int(np.ceil(need))
         if config["iterations"] < need:
             raise NdgmError(f"--iterations must be >= {need} so that every coordinate reaches its 2-cycle "
                             f"(1/(eta*min lam) + {TAIL}), got {config['iterations']}")
+
+    def memory_bytes(self, config):
+        # the engine's five series (T, K) and the recorded tail (TAIL, K, d), float64, and w0 (d)
+        T, K, d = config["iterations"], len(config["lams"]), config["d"]
+        return 8.0 * (5 * T * K + (TAIL + 4) * K * d + 2 * T * K)
 
     def compute(self, config: dict, ctx: Context):
         dtype, device, progress = ctx.dtype, ctx.device, ctx.progress
         lams = config["lams"]
         d, eta, T = config["d"], config["lr"], config["iterations"]
         K = len(lams)
+        # numpy floats in the closed forms: eta * lam**2 with lam = 1e308 is inf (recorded), not an OverflowError
+        eta64, lams64 = np.float64(eta), [np.float64(lam) for lam in lams]
         w0 = _w0(d, config["seed"], dtype, device)
         lam_t = torch.tensor(lams, dtype=dtype, device=device)
         problem = ToyLasso(d, lam_t)
@@ -70,27 +86,29 @@ class LassoToy(Experiment):
         W_tail = np.stack([traj.weights[k] for k in sorted(traj.weights)])  # (TAIL, K, d)
         w0n = w0.cpu().double().numpy()
         max_err, max_steps, periods, l1_pairs, cf_pairs = [], [], [], [], []
-        for k, lam in enumerate(lams):
-            lim = toy_limit(w0n, eta, lam)
+        for k, lam in enumerate(lams64):
+            lim = toy_limit(w0n, eta64, lam)
             err = max(np.abs(W_tail[-1, k] - lim.at(T - 1)).max(), np.abs(W_tail[-2, k] - lim.at(T - 2)).max())
             max_err.append(float(err))
-            max_steps.append(int(lim.steps.max()))
+            max_steps.append(int(lim.steps.max()))  # <= iterations (validate): no int64 overflow
             periods.append(detect_period(W_tail[:, k], tol=0.0).period)
             l1_pairs.append(float(np.abs(W_tail[-1, k]).sum() + np.abs(W_tail[-2, k]).sum()))
             cf_pairs.append(float(np.abs(lim.at(T - 1)).sum() + np.abs(lim.at(T - 2)).sum()))
         # Rounding allowance: each of the <= steps + 2 subtractions rounds by at most half an ulp of
         # its larger operand, |w0| or eta*lam.
         eps = float(torch.finfo(dtype).eps)
-        allowance = [(s + 2) * eps * max(float(np.abs(w0n).max()), eta * lam) for s, lam in zip(max_steps, lams)]
-        loss = traj.loss  # (T, K)
+        allowance = [float((s + 2) * eps * max(np.abs(w0n).max(), eta64 * lam)) for s, lam in zip(max_steps, lams64)]
+        loss = traj.loss  # (T, K); NaN from a configuration's divergence on
         tail_loss_max = loss[-TAIL:].max(0)
-        bounds = [toy_loss_bound(d, eta, lam) for lam in lams]
+        bounds = [float(toy_loss_bound(d, eta64, lam)) for lam in lams64]
         # Subgradient bound at every k: min_{i<=k} f(w_i) <= (R^2 + G^2 k eta^2) / (2 k eta), R = ||w0||_2.
         R = float(np.linalg.norm(w0n))
         ks = np.arange(1, T + 1)
         running_min = np.minimum.accumulate(loss, axis=0)
-        sg_bound = np.stack([subgradient_bound(R, lam * np.sqrt(d), eta, ks) for lam in lams], axis=1)
-        sg_ratio = float((running_min / sg_bound).max())
+        sg_bound = np.stack([subgradient_bound(R, lam * np.sqrt(d), eta64, ks) for lam in lams64], axis=1)
+        ratio = running_min / sg_bound
+        # a diverged configuration (NaN) makes the ratio NaN: the claim then fails, as it should
+        sg_ratio = float(np.max(ratio)) if ratio.size else float("nan")
 
         # The integer case: w0 on the grid eta*lam*Z lands exactly on 0 (dyadic values, no rounding).
         eta_i, lam_i = 2.0**-7, 1.0
@@ -108,8 +126,10 @@ class LassoToy(Experiment):
             "l1_sum_expected": [d * eta * lam for lam in lams],
             "tail_loss_max": tail_loss_max.tolist(), "loss_bound_B11": bounds,
             "subgradient_bound_max_ratio": sg_ratio,
-            "subgradient_bound_limit": [subgradient_bound_limit(lam * np.sqrt(d), eta) for lam in lams],
+            "subgradient_bound_limit": [float(subgradient_bound_limit(lam * np.sqrt(d), eta64)) for lam in lams64],
             "final_exact_zeros": (traj.final == 0).sum(1).tolist(),
+            # Divergence is an outcome: the iteration at which each lam's loss first was inf/NaN (-1: never).
+            "diverged_at": [int(k) for k in traj.diverged_at],
             "integer_case": {"lr": eta_i, "lam": lam_i, "iterations": t_int, "exact_zeros": int_zeros, "d": d},
         }
         arrays = {"loss": loss, "l1": traj.l1, "tail_weights": W_tail, "w0": w0n, "sg_bound": sg_bound,
@@ -162,6 +182,11 @@ class Lasso2D(Experiment):
     overrides = {"device": "cpu"}
     threads = 1
     figures = ("lasso_2d.png",)
+    size_params = ("iterations",)
+
+    def memory_bytes(self, config):
+        # per phase: the five series (T, 2) and every iterate (T, 2, 2), kept twice (tensor, numpy)
+        return 8.0 * 2 * 2 * config["iterations"] * (5 * 2 + 4 + 4)
 
     def compute(self, config: dict, ctx: Context):
         dtype, device = ctx.dtype, ctx.device
@@ -183,8 +208,13 @@ class Lasso2D(Experiment):
             "phase1_states_large": sorted({tuple(np.round(w, 12)) for w in w_path[T - 2:T, 1]}),
             "closed_form_small": toy_limit([config["w0"]], config["lr"], config["lam_small"]).l1_pair(),
             "closed_form_large": toy_limit([config["w0"]], config["lr"], config["lam_large"]).l1_pair(),
+            # Divergence is an outcome (w0 = inf, or lam * |w| beyond float range): the iteration at
+            # which the loss was first inf/NaN, per phase and (lam_small, lam_large); -1: never.
+            "diverged_at": {"phase1": [int(k) for k in tr1.diverged_at], "phase2": [int(k) for k in tr2.diverged_at]},
         }
-        summary["phase1_ratio"] = summary["phase1_large_tail_l1_min"] / summary["phase1_small_tail_l1_max"]
+        # numpy division: w0 = 0 gives 0/0 = nan (no ratio), not a ZeroDivisionError
+        summary["phase1_ratio"] = float(np.float64(summary["phase1_large_tail_l1_min"])
+                                        / np.float64(summary["phase1_small_tail_l1_max"]))
         arrays = {"l1": np.concatenate([tr1.l1, tr2.l1]), "w_path": w_path, "lams": lams.cpu().numpy(),
                   "phase_switch": np.asarray(T)}
         return arrays, summary
@@ -266,6 +296,12 @@ class LassoVariants(Experiment):
     overrides = {"device": "cpu"}
     threads = 1
     figures = ("lasso_variants.png",)
+    size_params = ("d", "lams", "iterations", "hit_warmup", "hit_after")
+
+    def memory_bytes(self, config):
+        # per rule: five series (T, K), the recorded tail (TAIL, K, d), optimizer state (K, d)
+        T, K, d = config["iterations"], len(config["lams"]), config["d"]
+        return 8.0 * (7 * T * K + (TAIL + 8) * K * d)
 
     def validate(self, config):
         if config["momentum"] >= 1:
@@ -288,8 +324,8 @@ class LassoVariants(Experiment):
             tr = run_trajectory(problem, W0, eta, T, rule, record_weights_at=range(-TAIL, 0),
                                 progress=progress, desc=f"lasso-variants {name}")
             W_tail = np.stack([tr.weights[k] for k in sorted(tr.weights)])  # (TAIL, K, d)
-            amp = np.abs(W_tail).max(axis=(0, 2))  # final |w| envelope per lam
-            lam_ratio = float(amp.max() / amp.min())
+            amp = np.abs(W_tail).max(axis=(0, 2))  # final |w| envelope per lam (NaN after a divergence)
+            lam_ratio = float(np.float64(amp.max()) / np.float64(amp.min()))  # 0/0: nan, not an error
             # a rule holds only hyperparameters (its state comes from rule.init), so it can be reused
             stayed = _zero_hit_test(rule, problem, W0, eta, config["hit_warmup"], config["hit_after"])
             stays = bool(stayed.min() == 1.0)
@@ -301,6 +337,7 @@ class LassoVariants(Experiment):
                 "amplitude": amp.tolist(), "lam_amplitude_ratio": lam_ratio,
                 "zero_hit_stayed_fraction": stayed.tolist(),
                 "tail_period": [detect_period(W_tail[:, k], max_period=16, tol=0.0).period for k in range(K)],
+                "diverged_at": [int(k) for k in tr.diverged_at],  # per lam; -1: never (loss stayed finite)
             }
             table.append({"variant": name, "zero_stays_sim": "yes" if stays else "no",
                           "zero_stays_paper": PAPER_TABLE1[name][0],
@@ -309,9 +346,10 @@ class LassoVariants(Experiment):
                           "lam_amplitude_ratio": lam_ratio, "stayed_fraction": float(stayed.min())})
             if name in ("ndgm", "rmsprop"):
                 arrays[f"{name}_tail_loss"] = tr.loss[-TAIL:]
+        eta64 = np.float64(eta)  # eta * lam**2 beyond float range is inf, not an OverflowError
         summary = {"lams": lams, "d": d, "lr": eta, "iterations": T, "per_rule": per_rule, "table": table,
-                   "bound_ndgm": [toy_loss_bound(d, eta, lam) for lam in lams],
-                   "bound_rmsprop": [toy_loss_bound_rmsprop(d, eta, lam) for lam in lams],
+                   "bound_ndgm": [float(toy_loss_bound(d, eta64, np.float64(lam))) for lam in lams],
+                   "bound_rmsprop": [float(toy_loss_bound_rmsprop(d, eta64, np.float64(lam))) for lam in lams],
                    "table_markdown": self.table_markdown(table)}
         return arrays, summary
 

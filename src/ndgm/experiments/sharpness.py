@@ -122,14 +122,16 @@ class Sharpness(Experiment):
         theta_twin = twin.params_vector() if twin is not None else None
         losses = np.full(steps + 1, np.nan)
         diverged_at = -1
+        last_finite = theta
         for step in range(steps + 1):
-            if step % config["every"] == 0 or step == steps:
-                tracker.record(step, obj, theta)
             value, grad = obj.value_and_grad(theta)
             losses[step] = value
-            if not np.isfinite(value):
+            if not np.isfinite(value):  # recorded; the checks below use the last finite iterate
                 diverged_at = step
                 break
+            last_finite = theta
+            if step % config["every"] == 0 or step == steps:
+                tracker.record(step, obj, theta)
             if relu:
                 for name, o_, th_ in ((names[0], obj, theta), (names[1], twin, theta_twin)):
                     o_.set_params(th_)
@@ -141,9 +143,9 @@ class Sharpness(Experiment):
             if step < steps:
                 theta = theta - lr * grad
 
-        # Checks at the final iterate: a cold tight Lanczos as reference (top eigenvalues); cold
-        # at the tracker's tolerance (HVP count without warm start); power iteration.
-        final = theta
+        # Checks at the final iterate: a cold tight Lanczos as reference; cold at the
+        # tracker's tolerance (HVP count without warm start); power iteration.
+        final = theta if diverged_at < 0 else last_finite
         H = obj.hessian(final)
         top = config["top"]
         ref = lanczos(H, k=top, tol=1e-10, max_iter=obj.dim, seed=config["seed"] + 1)

@@ -98,6 +98,15 @@ class StabilityToy(Experiment):
         for key in ("p1", "p2"):
             if not 0 <= config[key] <= 1:
                 raise NdgmError(f"--{key} must lie in [0, 1], got {config[key]}")
+        # The stable sets are searched on s in [2, 2/(eta a_min)]: that end must be a float64
+        # the search can step through (1e-308 steps or scales put it past 1e308).
+        a_min = min(TwoPointReLU(config["scale"]).sample_curvature)
+        for key in ("eta1", "eta2"):
+            with np.errstate(over="ignore", divide="ignore", under="ignore"):
+                s_max = np.float64(2.0) / (np.float64(config[key]) * np.float64(a_min))
+            if not s_max <= 1e300:
+                raise NdgmError(f"--{key} * a_min = {config[key] * a_min:.3g} is too small: the stable sets are "
+                                f"searched up to s = 2/(eta a_min) = {float(s_max):.3g}, beyond 1e300")
 
     def compute(self, config: dict, ctx: Context):
         toy = TwoPointReLU(config["scale"])

@@ -47,16 +47,52 @@ def get(name: str) -> Figure:
         raise NdgmError(f"unknown figure {name!r}; known: {', '.join(sorted(FIGURES))}") from None
 
 
-def render(names, arrays: dict, summary: dict, config: dict, outdir: Path) -> list[Path]:
-    """Write the figures ``names`` into ``outdir``; return the paths written."""
+def render(names, arrays: dict, summary: dict, config: dict, outdir: Path, strict: bool = True) -> list[Path]:
+    """Write the figures ``names`` into ``outdir``; return the paths written.
+
+    ``strict=False`` (saving a run, ``ndgm show --plot``): a figure that fails to draw
+    (values matplotlib cannot place, a key an old run lacks) does not cost the run; a PNG
+    saying so takes its place and one ``ndgm: warning: figure ... could not be drawn`` line
+    goes to stderr. ``strict`` (the default, for tests) raises.
+    """
+    import sys
+    import warnings
+
     out = []
     for name in names:
-        path = get(name)(arrays, summary, config, Path(outdir) / name)
+        fn = get(name)
+        target = Path(outdir) / name
+        try:
+            with warnings.catch_warnings():
+                # matplotlib's notes on huge or non-finite data (a diverged run) are not news here
+                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                path = fn(arrays, summary, config, target)
+        except Exception as e:  # noqa: BLE001
+            if strict:
+                raise
+            reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            print(f"ndgm: warning: figure {name} could not be drawn ({reason})", file=sys.stderr)
+            path = _placeholder(target, reason) if target.suffix.lower() == ".png" else None
         if path is not None:
             out.append(Path(path))
     return out
 
 
+def _placeholder(path: Path, reason: str) -> Path | None:
+    """A PNG that says the figure could not be drawn, and why."""
+    try:
+        from .common import plt, save
+
+        plt.close("all")
+        fig, ax = plt.subplots(figsize=(8, 2.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{path.name} could not be drawn:\n{reason}", ha="center", va="center", wrap=True)
+        return save(fig, path)
+    except Exception:  # noqa: BLE001 - nothing more to do
+        return None
+
+
 def write_figures(result: Any, folder: Path) -> list[str]:
     """`ndgm.store.RunStore.save`'s hook: a `Result`'s figures, written into its run folder."""
-    return [p.name for p in render(result.figures, result.arrays, result.summary, result.config, folder)]
+    return [p.name for p in render(result.figures, result.arrays, result.summary, result.config, folder, strict=False)]

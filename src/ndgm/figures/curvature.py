@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figure
-from .common import plt, save
+from .common import LARGEST_LOG, plottable, plt, save
 
 __all__ = ["plot_eos_huber", "plot_rates", "plot_sharpness", "plot_tracker", "draw_sharpness_history"]
 
@@ -37,11 +37,15 @@ def plot_eos_huber(arrays: dict, summary: dict, config: dict, path: Path) -> Pat
     ax.legend(fontsize=7, ncol=2)
 
     ax = axes[0, 1]
+    with np.errstate(divide="ignore", over="ignore"):
+        thresholds = plottable(2 / np.asarray(etas, dtype=float))  # a tiny eta: 2/eta is inf, not drawn
     for i in _pick(K):
-        ax.semilogx(x, sharp[:, i], color=colours[i], lw=1.2, label=f"sharpness, eta = {fac[i]:.3g} x 2/lam")
-        ax.axhline(2 / etas[i], color=colours[i], ls="--", lw=1)
+        ax.semilogx(x, plottable(sharp[:, i]), color=colours[i], lw=1.2, label=f"sharpness, eta = {fac[i]:.3g} x 2/lam")
+        if np.isfinite(thresholds[i]):
+            ax.axhline(thresholds[i], color=colours[i], ls="--", lw=1)
     ax.axhline(summary["lambda_max"], color="k", ls=":", lw=1, label="lambda_max(X^T X)")
-    ax.set_ylim(-0.05 * summary["lambda_max"], 1.25 * max(summary["lambda_max"], 2 / etas.min()))
+    top = np.nanmax(thresholds, initial=summary["lambda_max"])
+    ax.set_ylim(-0.05 * summary["lambda_max"], 1.25 * max(summary["lambda_max"], top))
     ax.set(title="Sharpness lambda_max(X^T D_k X); dashed: 2/eta (same colour)",
            xlabel="iteration + 1", ylabel="sharpness")
     ax.legend(fontsize=7, loc="center right")
@@ -75,7 +79,10 @@ def plot_eos_huber(arrays: dict, summary: dict, config: dict, path: Path) -> Pat
 @figure("rates.png")
 def plot_rates(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Iterations to reach eps against 1/eps, measured and worst-case, log-log."""
-    inv = 1 / arrays["eps"]
+    # a tolerance near the float limit gives 1/eps and bounds (R^2 G^2 / eps^2) a log axis
+    # cannot hold: those points are not drawn
+    inv = plottable(1 / arrays["eps"], LARGEST_LOG)
+    bound_s, bound_n = (plottable(arrays[k], LARGEST_LOG) for k in ("bound_smooth", "bound_nonsmooth"))
     cs, cn = arrays["counts_smooth"].astype(float), arrays["counts_nonsmooth"].astype(float)
     cs[cs < 0] = np.nan
     cn[cn < 0] = np.nan
@@ -83,10 +90,10 @@ def plot_rates(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     ax = axes[0]
     ax.loglog(inv, np.maximum(cs, 0.8), "o-", color="tab:blue",
               label=f"GD, step 1/L, least squares (slope {summary['slope_smooth']:.2f})")
-    ax.loglog(inv, arrays["bound_smooth"], "--", color="tab:blue", label="bound L R^2 / (2 eps)")
+    ax.loglog(inv, bound_s, "--", color="tab:blue", label="bound L R^2 / (2 eps)")
     ax.loglog(inv, np.maximum(cn, 0.8), "s-", color="tab:red",
               label=f"subgradient, step eps/G^2, LAD (slope {summary['slope_nonsmooth']:.2f})")
-    ax.loglog(inv, arrays["bound_nonsmooth"], "--", color="tab:red", label="bound R^2 G^2 / eps^2")
+    ax.loglog(inv, bound_n, "--", color="tab:red", label="bound R^2 G^2 / eps^2")
     ax.set(title="Iterations to reach f - f* <= eps (count 0 drawn at 0.8)", xlabel="1 / eps",
            ylabel="iterations")
     ax.legend(fontsize=8)

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from . import figure
-from .common import plt, save
+from .common import is_plottable, note_if_empty, plottable, plt, save
+
+
+def _diverged(summary: dict, labels) -> str:
+    """``'; diverged: lam = 1 at k = 1, ...'`` for the configurations whose loss became inf/NaN."""
+    at = summary.get("diverged_at") or []
+    parts = [f"{lab} at k = {k}" for lab, k in zip(labels, at) if isinstance(k, int) and k >= 0]
+    return ("; diverged (not drawn after): " + ", ".join(parts)) if parts else ""
 
 
 @figure("lasso_toy.png")
@@ -22,20 +29,27 @@ def plot_lasso_toy(arrays: dict, summary: dict, config: dict, path: Path) -> Pat
     it = np.arange(T - tail, T)
     W_tail = np.asarray(arrays["tail_weights"])
     for k, lam in enumerate(lams):
-        line, = ax.semilogy(it, l1[-tail:, k], "o-", ms=3, lw=0.8, label=f"lam = {lam:g}")
+        line, = ax.semilogy(it, plottable(l1[-tail:, k]), "o-", ms=3, lw=0.8, label=f"lam = {lam:g}")
         for lvl in np.abs(W_tail[-2:, k]).sum(1):
-            ax.axhline(lvl, color=line.get_color(), ls=":", lw=0.8)
+            if is_plottable(lvl) and lvl > 0:
+                ax.axhline(lvl, color=line.get_color(), ls=":", lw=0.8)
+    note = _diverged(summary, [f"lam = {lam:g}" for lam in lams])
     ax.set(title="||w_k||_1 over the last iterations\n(dotted: the two states of the 2-cycle)",
            xlabel="iteration k", ylabel="||w_k||_1 (log)")
     ax.legend(fontsize=8, loc="center right")
     ax = axes[1]
-    ax.loglog(lams, summary["tail_loss_max"], "o-", label="NDGM: max loss, last 100 iterations")
-    ax.loglog(lams, summary["loss_bound_B11"], "k--", label="bound d*eta*lam^2 (Prop. B.11)")
-    ax.loglog(lams, summary["subgradient_bound_limit"], ":", color="tab:red",
+    x = plottable(lams)
+    ax.loglog(x, plottable(summary["tail_loss_max"]), "o-", label="NDGM: max loss, last 100 iterations")
+    ax.loglog(x, plottable(summary["loss_bound_B11"]), "k--", label="bound d*eta*lam^2 (Prop. B.11)")
+    ax.loglog(x, plottable(summary["subgradient_bound_limit"]), ":", color="tab:red",
               label="subgradient bound limit G^2 eta / 2")
     ax.set(title=f"Final loss grows with lam^2 (d = {summary['d']}, eta = {summary['lr']:g})",
            xlabel="penalty lam", ylabel="loss lam*||w||_1")
     ax.legend(fontsize=8)
+    for a in axes:
+        note_if_empty(a)
+    if note:
+        fig.suptitle(note.lstrip("; "), color="tab:red", fontsize=10)
     return save(fig, path)
 
 
@@ -48,7 +62,7 @@ def plot_lasso_2d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     ax = axes[0]
     for k, lam in enumerate(lams):
-        ax.semilogy(np.arange(l1.shape[0]), l1[:, k], lw=1, label=f"lam = {lam:g}")
+        ax.semilogy(np.arange(l1.shape[0]), plottable(l1[:, k]), lw=1, label=f"lam = {lam:g}")
     ax.axvline(T, color="gray", ls="--", lw=1)
     ax.text(T, ax.get_ylim()[1], f" eta {config['lr']:g} -> {config['lr2']:g}", va="top", fontsize=8)
     ax.set(title="||w_k||_1 of the 2-D example", xlabel="iteration k", ylabel="||w_k||_1 (log)")
@@ -58,12 +72,19 @@ def plot_lasso_2d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
             summary["phase2_small_tail_l1_max"], summary["phase2_large_tail_l1_min"]]
     labels = [f"eta={config['lr']:g}\nlam={lams[0]:g} (max)", f"eta={config['lr']:g}\nlam={lams[1]:g} (min)",
               f"eta={config['lr2']:g}\nlam={lams[0]:g} (max)", f"eta={config['lr2']:g}\nlam={lams[1]:g} (min)"]
-    bars = ax.bar(range(4), vals, color=["tab:blue", "tab:orange", "tab:blue", "tab:orange"])
+    vals = plottable(vals)
+    bars = ax.bar(range(4), np.where(np.isfinite(vals), vals, 0.0), color=["tab:blue", "tab:orange", "tab:blue", "tab:orange"])
     ax.set_yscale("log")
     for b, v in zip(bars, vals):
-        ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.4f}", ha="center", va="bottom", fontsize=9)
+        if np.isfinite(v) and v > 0:
+            ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.4f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(4), labels, fontsize=8)
     ax.set(title="Tail L1 norm: the larger penalty leaves the larger solution", ylabel="||w||_1 over the tail (log)")
+    note_if_empty(axes[0])
+    div = summary.get("diverged_at") or {}
+    gone = [f"{phase}, lam = {lam:g} at k = {k}" for phase, ks in div.items() for lam, k in zip(lams, ks) if k >= 0]
+    if gone:
+        fig.suptitle("diverged (loss inf/NaN; not drawn after): " + "; ".join(gone), color="tab:red", fontsize=10)
     return save(fig, path)
 
 
@@ -77,10 +98,13 @@ def plot_lasso_variants(arrays: dict, summary: dict, config: dict, path: Path) -
     for ax, k in zip(axes[:2], picks):
         nd, rm = arrays["ndgm_tail_loss"][:, k], arrays["rmsprop_tail_loss"][:, k]
         it = np.arange(T - nd.size, T)
-        ax.semilogy(it, nd, "o", ms=2.5, label="NDGM")
-        ax.semilogy(it, rm, "s", ms=2.5, label="RMSProp")
-        ax.axhline(summary["bound_ndgm"][k], color="tab:blue", ls="--", lw=1, label="d*eta*lam^2")
-        ax.axhline(summary["bound_rmsprop"][k], color="tab:orange", ls="--", lw=1, label="d*eta*lam")
+        ax.semilogy(it, plottable(nd), "o", ms=2.5, label="NDGM")
+        ax.semilogy(it, plottable(rm), "s", ms=2.5, label="RMSProp")
+        for bound, colour, label in ((summary["bound_ndgm"][k], "tab:blue", "d*eta*lam^2"),
+                                     (summary["bound_rmsprop"][k], "tab:orange", "d*eta*lam")):
+            if is_plottable(bound) and bound > 0:
+                ax.axhline(bound, color=colour, ls="--", lw=1, label=label)
+        note_if_empty(ax)
         ax.set(title=f"lam = {lams[k]:g}: last {nd.size} iterations", xlabel="iteration", ylabel="loss lam*||w||_1 (log)")
         ax.legend(fontsize=8, loc="best", framealpha=0.9)
     ax = axes[2]
@@ -95,7 +119,10 @@ def plot_lasso_variants(arrays: dict, summary: dict, config: dict, path: Path) -
     tab.scale(1, 2.2)
     z = summary["per_rule"]["rmsprop"]["final_exact_zeros"]
     ax.set_title(f"Table 1 by simulation\nfloat64 RMSProp exact zeros: {z} of {summary['d']}", fontsize=10)
-    fig.suptitle(f"Toy LASSO variants, d = {summary['d']}, eta = {summary['lr']:g}, {T} iterations")
+    gone = [name for name, r in summary["per_rule"].items() if any(k >= 0 for k in r.get("diverged_at", []))]
+    fig.suptitle(f"Toy LASSO variants, d = {summary['d']}, eta = {summary['lr']:g}, {T} iterations"
+                 + (f"\ndiverged (loss inf/NaN, not drawn): {', '.join(gone)}" if gone else ""),
+                 color="tab:red" if gone else "k")
     return save(fig, path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figure
-from .common import plt, save
+from .common import plottable, plt, save
 
 ORBIT_COLOURS = ("tab:red", "tab:blue", "tab:green")
 
@@ -25,7 +25,8 @@ def _cobweb(ax, orbit: np.ndarray, colour: str, label: str | None = None) -> Non
 @figure("gdmap_1d.png")
 def plot_gdmap_1d(arrays: dict, summary: dict, config: dict, path: Path) -> Path:
     """Paper Fig. 1: the loss and cobweb plots of G_eta for the three step sizes."""
-    grid, loss = arrays["grid"], arrays["loss"]
+    grid, loss = plottable(arrays["grid"]), plottable(arrays["loss"])
+    loss[loss > 1e3] = np.nan  # far above the panel's top (40): see the note on Agg below
     etas = arrays["etas"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 9.5))
     ax = axes[0, 0]
@@ -34,8 +35,9 @@ def plot_gdmap_1d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
         ax.axvline(x, color="grey", ls=":", lw=1)
     ax.plot([0], [8], "v", color="tab:red", label="local max t = 0")
     ax.plot([-np.sqrt(3), np.sqrt(3)], [3.5, 3.5], "^", color="tab:green", label="minima +-sqrt(3)")
+    top = np.nanmax(loss) if np.isfinite(loss).any() else 40.0
     ax.set(title="L(t) = 0.5 t^4 - 3 t^2 + 8 on |t| <= 2, t^2 outside\n(L'' = 2 on |t| > 2)",
-           xlabel="t", ylabel="L(t)", ylim=(0, min(40, loss.max())))
+           xlabel="t", ylabel="L(t)", ylim=(0, min(40, top)))
     ax.legend(fontsize=8)
     texts = {
         "singular": "every |t| > 2 maps to 0 (singular)",
@@ -43,17 +45,26 @@ def plot_gdmap_1d(arrays: dict, summary: dict, config: dict, path: Path) -> Path
         "converge": "converges to +-sqrt(3)",
     }
     for ax, key, eta in zip((axes[0, 1], axes[1, 0], axes[1, 1]), ("singular", "cycle", "converge"), etas):
-        G = arrays[f"map_{key}"]
+        # The panel shows |t_{k+1}| <= 6; points far outside it (t_max near 1e308) are left out:
+        # Agg crawls over paths whose pixel coordinates are astronomically large.
+        G = plottable(arrays[f"map_{key}"])
+        G[np.abs(G) > 1e3] = np.nan
+        diag = np.where(np.abs(grid) <= 1e3, grid, np.nan)
         ax.plot(grid, G, color="k", lw=1.5, label="G(t) = t - eta L'(t)")
-        ax.plot(grid, grid, color="grey", ls="--", lw=1, label="G(t) = t")
+        ax.plot(grid, diag, color="grey", ls="--", lw=1, label="G(t) = t")
         orbits = arrays[f"cobweb_{key}"]  # (steps + 1, 3)
         for j in range(orbits.shape[1]):
             _cobweb(ax, orbits[:, j], ORBIT_COLOURS[j], label=f"GD from t0 = {orbits[0, j]:g}")
+        lo, hi = np.nanmin(grid, initial=np.inf), np.nanmax(grid, initial=-np.inf)
         ax.set(title=f"eta = {eta:g}: {texts[key]}", xlabel="t_k", ylabel="t_{k+1}",
-               xlim=(grid[0], grid[-1]), ylim=(-6, 6))
+               xlim=(lo, hi) if np.isfinite([lo, hi]).all() and hi > lo else (-6, 6), ylim=(-6, 6))
         ax.axhline(0, color="grey", lw=0.5)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("GD map of a C^1 loss: the step 1/2 collapses |t| > 2 onto the local maximum", fontsize=12)
+    title = "GD map of a C^1 loss: the step 1/2 collapses |t| > 2 onto the local maximum"
+    gone = {k: n for k, n in (summary.get("diverged_starts") or {}).items() if n}
+    if gone:  # starts near 1e308 overflow: say so on the figure
+        title += "\ndiverged (inf/NaN): " + ", ".join(f"{n} starts at eta {k}" for k, n in gone.items())
+    fig.suptitle(title, fontsize=12, color="tab:red" if gone else "k")
     return save(fig, path)
 
 
