@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, seed, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from ndgm.cli import main
@@ -135,7 +135,8 @@ def test_fuzz_run_parameters(name, tmp_path_factory):
     @fuzz_settings(CASES_PER_EXPERIMENT[name])
     @given(drawn=st.dictionaries(st.sampled_from(sorted(flags)), VALUES, min_size=1, max_size=2))
     def case(drawn):
-        assume(counts["cases"] == 0 or time.monotonic() - started < SECONDS_PER_EXPERIMENT or EXAMPLES)
+        if counts["cases"] and time.monotonic() - started >= SECONDS_PER_EXPERIMENT and not EXAMPLES:
+            return  # the budget is spent: later draws pass without running (an assume() here is flaky)
         out = Path(tempfile.mkdtemp(dir=work)) / "out"
         argv = ["run", name, *_tiny_argv(name, set(drawn)), *extra,
                 *(f"{flags[k]}={v}" for k, v in drawn.items()), "--out", str(out), "--no-progress"]
