@@ -31,8 +31,16 @@ reproduce: $(STAMP)
 test: $(TEST_STAMP)
 	$(VPY) -m pytest
 
+# Every benchmark prints its ratios against the reference measured in the same run; run them on a
+# quiet machine. bench_lasso and bench_lanczos compare with skglm / PyHessian (the bench extra).
 bench: $(STAMP)
+	$(VPY) -m pip install -q -e ".[bench]"
 	$(VPY) benchmarks/bench_capture.py
+	$(VPY) benchmarks/bench_seeds.py
+	$(VPY) benchmarks/bench_lasso.py --only estimator --repeats 3
+	$(VPY) benchmarks/bench_prox.py
+	$(VPY) benchmarks/bench_spectra.py
+	$(VPY) benchmarks/bench_lanczos.py
 
 clean:
 	rm -rf $(VENV) runs reports

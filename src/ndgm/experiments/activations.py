@@ -39,13 +39,14 @@ processes (``--workers``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 
 import numpy as np
 import torch
 
 from ..analysis.stats import bootstrap_interval
-from ..claims import Claim, not_run, statistical
+from ..claims import INCONCLUSIVE, Claim, not_run, statistical
 from ..device import resolve_device, resolve_dtype
 from ..errors import NdgmError
 from ..nets.vgg import PAPER_ACTIVATIONS, VGG_CONFIGS, SmallVGG, make_activation
@@ -291,7 +292,37 @@ class Activations(Experiment):
                     values=s["area"][_key(True, d)], detail=f"{steps}; equivalence margin {m:g} nats "
                     "(--equivalence-margin); " + self._context(s, True, d),
                     undecided=f"the interval reaches past +-{m:g}: more seeds would decide"))
-        return out
+        return [self._unless_idle(c, s, config) for c in out]
+
+    @staticmethod
+    def _idle_cells(s: dict, claim: str) -> list[str]:
+        """The (BN, depth) cells a row compares whose networks did not learn: for ReLU or GELU
+        the median final train loss over seeds is still on the initial plateau (above
+        ``plateau_loss``)."""
+        idle = []
+        for bn in s["batch_norm"]:
+            if ("without BN" in claim) == bn:
+                continue
+            for d in s["depths"]:
+                if f"({d})" not in claim and f"({d} -> " not in claim and f"-> {d})" not in claim:
+                    continue
+                for a in ("relu", "gelu"):
+                    loss = float(np.median(s["final_train_loss"][_key(bn, d, a)]))
+                    if loss > s["plateau_loss"]:
+                        idle.append(f"{'BN' if bn else 'no BN'} {d} {a} (median final train loss {loss:.3g})")
+        return idle
+
+    def _unless_idle(self, row: Claim, s: dict, config: dict) -> Claim:
+        """A comparison between networks that never left the initial plateau says nothing about
+        convergence speed: such a row is inconclusive, whatever its interval, and says so."""
+        idle = self._idle_cells(s, row.claim)
+        if not idle or row.verdict == "not run":
+            return row
+        return dataclasses.replace(row, verdict=INCONCLUSIVE, detail=(
+            f"the networks did not learn: {', '.join(idle)} stayed above the plateau loss "
+            f"{s['plateau_loss']:.3g} after {config['epochs']} epochs, so the interval (which alone would read "
+            f"{row.verdict}) compares two untrained nets; more epochs or the full configuration would decide. "
+            + row.detail))
 
     @staticmethod
     def _context(s: dict, bn: bool, depth: str) -> str:
