@@ -316,3 +316,58 @@ def test_ndgm_path_is_one_batched_run_equal_to_separate_runs():
     _, prox, gaps = l1_path(X, y, alphas=alphas, method="prox-sgd", max_iter=3000)
     _, exact, _ = l1_path(X, y, alphas=alphas, tol=1e-12)
     np.testing.assert_array_equal(prox == 0, exact == 0)
+
+
+# -- the Gram-free working sets of a sparse design ----------------------------------------------------
+
+def centred_sparse_design(seed=15):
+    X, y = sparse_problem(seed, n=200, d=600, density=0.02, k=12)
+    mean = np.asarray(X.mean(axis=0)).reshape(-1)
+    return X, y - y.mean(), Design(X, offset=mean), X.toarray() - mean
+
+
+def test_sparse_subproblem_products_and_support_solve_equal_the_dense_gram():
+    """`_SparseSubproblem` (columns + rank-one centring, conjugate gradients) against `_Subproblem` on the
+    dense Gram of the same working set: the same products and the same exact support solution."""
+    from ndgm.sparse.working_set import _Data, _SparseSubproblem, _Subproblem
+
+    X, yc, design, Xc = centred_sparse_design()
+    data = _Data(LeastSquares(design, torch.as_tensor(yc)))
+    assert data.gram_free
+    ws = np.flatnonzero(data.norms > 0)[::3]
+    lam = 0.05 * float(np.abs(Xc.T @ yc).max())
+    dense = _Subproblem(Xc[:, ws].T @ Xc[:, ws], Xc[:, ws].T @ yc, lam, float(yc @ yc), False)
+    sparse = _SparseSubproblem(data, ws, lam, False)
+    np.testing.assert_allclose(sparse.scale, dense.scale, rtol=1e-13)
+    v = np.random.RandomState(0).randn(ws.size) * (np.arange(ws.size) % 4 == 0)  # a support of a quarter
+    np.testing.assert_allclose(sparse.matvec(v), dense.matvec(v), rtol=1e-12, atol=1e-12)
+    assert sparse.gap(v, sparse.matvec(v)) == pytest.approx(dense.gap(v, dense.matvec(v)), rel=1e-12)
+    # the support solve of the subproblem's own solution pattern: both return the exact solution
+    from ndgm.sparse.working_set import _inner_solve
+    sol, _, gap = _inner_solve(dense, np.zeros(ws.size), 1e-14 * float(yc @ yc), 100_000, True)
+    assert gap <= 1e-14 * float(yc @ yc) and 5 <= np.count_nonzero(sol) < ws.size // 2
+    start = sol + 1e-3 * sol  # right signs and support, wrong values
+    (v_dense, _), (v_sparse, Gv_sparse) = dense.support_solve(start), sparse.support_solve(start)
+    np.testing.assert_allclose(v_sparse, v_dense, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(v_sparse == 0, sol == 0)
+    np.testing.assert_allclose(Gv_sparse, sparse.matvec(v_sparse), rtol=1e-14)
+    assert sparse.gap(v_sparse, Gv_sparse) <= 1e-13 * float(yc @ yc)
+    # a wrong sign pattern is refused, not returned
+    wrong = start.copy()
+    wrong[np.flatnonzero(sol)[0]] *= -1
+    assert sparse.support_solve(wrong) is None
+
+
+@pytest.mark.parametrize("gram_free", [True, False])
+def test_centred_sparse_design_matches_sklearn_with_and_without_the_gram(gram_free, monkeypatch):
+    """A sparse design on the CPU never forms a Gram (`Design.gram` is not called); the Gram path (used for
+    sparse designs off the CPU) still gives the same solution. Both equal scikit-learn on the dense centred X."""
+    X, yc, design, Xc = centred_sparse_design(16)
+    if gram_free:
+        monkeypatch.setattr(Design, "gram", lambda *a, **k: pytest.fail("a Gram was formed"))
+    else:
+        monkeypatch.setattr(Design, "has_host_columns", property(lambda self: False))
+    a = 0.02 * alpha_max(Xc, yc)
+    res = working_set_solver(LeastSquares(design, torch.as_tensor(yc)), L1Penalty(a), tol=1e-12)
+    assert bool(res.converged[0])
+    assert_same_solution(Xc, yc, a, res.coef[0].numpy(), sklearn_coef(Xc, yc, a))

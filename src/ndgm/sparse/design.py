@@ -233,6 +233,18 @@ class Design:
             rows = rows - self.offset[idx][:, None] * self.row_weights
         return rows
 
+    @property
+    def has_host_columns(self) -> bool:
+        """Whether `host_columns` is available (sparse ``X`` on the CPU)."""
+        return self._host_csc is not None
+
+    def host_columns(self, idx) -> sp.csc_array:
+        r"""The columns ``idx`` of the raw ``X`` (without the centring term ``u v^T``) as a scipy CSC array
+        (n, k) sharing nothing with ``X``; only for sparse ``X`` on the CPU (`has_host_columns`)."""
+        if self._host_csc is None:
+            raise NdgmError("host_columns needs a sparse design on the CPU")
+        return self._host_csc[:, np.asarray(idx, dtype=np.int64)]
+
     def columns(self, idx) -> Tensor:
         r"""The columns ``idx`` of :math:`\tilde X`, dense, shape (n, k)."""
         return self.columns_t(idx).T
