@@ -359,15 +359,20 @@ def test_sparse_subproblem_products_and_support_solve_equal_the_dense_gram():
 
 
 @pytest.mark.parametrize("gram_free", [True, False])
-def test_centred_sparse_design_matches_sklearn_with_and_without_the_gram(gram_free, monkeypatch):
-    """A sparse design on the CPU never forms a Gram (`Design.gram` is not called); the Gram path (used for
-    sparse designs off the CPU) still gives the same solution. Both equal scikit-learn on the dense centred X."""
+@pytest.mark.parametrize("positive", [False, True])
+def test_centred_sparse_design_matches_sklearn_with_and_without_the_gram(gram_free, positive, monkeypatch):
+    """Working sets of a sparse design on the CPU above `GRAM_FREE_ABOVE` columns (here every one) never form a
+    Gram (`Design.gram` is not called); the Gram path (small working sets, sparse designs off the CPU) gives
+    the same solution. Both equal scikit-learn on the dense centred X."""
+    from ndgm.sparse import working_set
+
     X, yc, design, Xc = centred_sparse_design(16)
     if gram_free:
+        monkeypatch.setattr(working_set, "GRAM_FREE_ABOVE", 0)
         monkeypatch.setattr(Design, "gram", lambda *a, **k: pytest.fail("a Gram was formed"))
     else:
         monkeypatch.setattr(Design, "has_host_columns", property(lambda self: False))
     a = 0.02 * alpha_max(Xc, yc)
-    res = working_set_solver(LeastSquares(design, torch.as_tensor(yc)), L1Penalty(a), tol=1e-12)
-    assert bool(res.converged[0])
-    assert_same_solution(Xc, yc, a, res.coef[0].numpy(), sklearn_coef(Xc, yc, a))
+    res = working_set_solver(LeastSquares(design, torch.as_tensor(yc)), L1Penalty(a), tol=1e-12, positive=positive)
+    assert bool(res.converged[0]) and float(res.certificate[0]) < 1e-6 * a
+    assert_same_solution(Xc, yc, a, res.coef[0].numpy(), sklearn_coef(Xc, yc, a, positive=positive))

@@ -36,11 +36,13 @@ gives the subproblem's exact solution when the pattern is right; the subproblem'
 decides whether it is accepted, so a wrong pattern costs one solve and nothing else. Zeros are
 exact throughout (soft thresholding, screening, the support solve).
 
-For a sparse ``X`` on the CPU the Gram is never formed (`_SparseSubproblem`): the working set's columns
-are kept as a sparse block and :math:`G v = X_W^\top(X_W v)` (plus the centring's rank-one terms) costs
-``O(nnz(X_W) + n)``, where the dense Gram of a working set of ``k`` columns costs ``k^2`` to build, copy,
-scale and multiply (at ``k`` ~ 4000 features, seconds per outer iteration); the support solve is then
-conjugate gradients on the same operator, warm-started at the iterate.
+For a sparse ``X`` on the CPU a working set of more than `GRAM_FREE_ABOVE` features never forms its Gram
+(`_SparseSubproblem`): its columns are kept as a sparse block and :math:`G v = X_W^\top(X_W v)` (plus the
+centring's rank-one terms) costs ``O(nnz(X_W) + n)``, where the dense Gram of a working set of ``k``
+columns costs ``k^2`` to build, copy, scale and multiply and ``|S|^3`` to factor (at ``k`` ~ 4000 features,
+seconds per outer iteration); the support solve is then conjugate gradients on the same operator,
+warm-started at the iterate. Smaller working sets keep the Gram: there its cost is below the per-call
+overhead of the sparse products.
 
 With K penalties the problems are solved in the order given, each warm-started from the previous
 solution (a path, as ``lasso_path`` does), sharing the Gram cache and ``X^T y``.
@@ -64,6 +66,9 @@ from .solvers import SolverResult, _momentum_table
 __all__ = ["working_set_solver", "canonical_factor", "duality_gap"]
 
 INNER = ("fista", "ista")
+# Working sets of a sparse design (CPU) larger than this run on its columns (`_SparseSubproblem`); smaller ones
+# on their cached dense Gram (8 MB at 1024), cheaper there than the per-call overhead of sparse products.
+GRAM_FREE_ABOVE = 1024
 
 
 def canonical_factor(datafit: LeastSquares) -> float:
@@ -435,7 +440,7 @@ def _solve_one(data: _Data, lam: float, w: np.ndarray, tol_abs: float, max_iter:
             ws_size = min(n_free, 2 * ws_size)
             ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size]) if ws_size < n_free else np.flatnonzero(free)
         prev_ws = ws
-        if data.gram_free:
+        if data.gram_free and ws.size > GRAM_FREE_ABOVE:
             sub = _SparseSubproblem(data, ws, lam, positive)
         else:
             sub = _Subproblem(data.cache.block(ws), data.Xty[ws], lam, data.y2, positive)
