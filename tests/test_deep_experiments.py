@@ -533,16 +533,19 @@ def test_activations_small_fixed_seed_run_rows(tmp_path):
     expected = {
         'without BN, GELU converges faster than ReLU (vgg11)':
             ('inconclusive', 3, [-0.0003226, 0.0001032]),
+        # 6 steps: no net leaves the initial plateau, so the no-BN rows are inconclusive whatever
+        # their intervals (these two alone would read reproduced)
         'without BN, GELU converges faster than ReLU (vgg13)':
-            ('reproduced', 3, [0.0007082, 0.001153]),
+            ('inconclusive', 3, [0.0007082, 0.001153]),
         "without BN, GELU's lead grows with depth (vgg11 -> vgg13)":
-            ('reproduced', 3, [0.000605, 0.001475]),
+            ('inconclusive', 3, [0.000605, 0.001475]),
         'with BN the ReLU-GELU difference disappears (vgg11)':
             ('inconclusive', 3, [0.03791, 0.06858]),
         'with BN the ReLU-GELU difference disappears (vgg13)':
             ('inconclusive', 3, [0.0272, 0.06676]),
     }
     assert_rows(res.claims, expected)
+    assert all("the networks did not learn" in c.detail for c in res.claims if "without BN" in c.claim)
     # the rows stand alone: each reads its own (BN, depth) areas, the trend row the per-seed differences
     area = res.summary["area"]
     trend = next(c for c in res.claims if "grows with depth" in c.claim)

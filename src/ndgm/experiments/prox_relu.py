@@ -283,12 +283,14 @@ class ProxReLU(Experiment):
         ]
         for act in s["activations"][1:]:
             twin = s[act]
-            pairs = [(a, b) for a, b in zip(r["residual_end"], twin["residual_end"]) if a is not None and b is not None]
+            # a residual exactly 0 (the run stopped on a fixed point) has no log ratio: such pairs are left out
+            pairs = [(a, b) for a, b in zip(r["residual_end"], twin["residual_end"])
+                     if a is not None and b is not None and a > 0 and b > 0]
             label = f"Softplus(beta = {config['softplus_beta']:g})" if act == "softplus" else "GELU"
             claim = (f"ISTA's guarantee needs an L-smooth loss: at a constant step it settles on the smooth twin "
                      f"({label}), not on the ReLU network")
             if len(pairs) < 2:
-                rows.append(not_run(claim, SRC, f"fewer than 2 seeds where both networks stayed finite ({len(pairs)})"))
+                rows.append(not_run(claim, SRC, f"fewer than 2 seeds where both networks stayed finite with a non-zero residual ({len(pairs)})"))
                 continue
             ratio = np.log10(np.array([a / b for a, b in pairs]))
             # A sign test: robust to the few runs (either network) caught in a large oscillation at this step.
